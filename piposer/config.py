@@ -1,0 +1,113 @@
+"""Settings from one TOML file, validated against dataclasses: every key has a default and a type.
+
+Each module owns the dataclass for its section (`MqttSettings` in sinks/mqtt.py, ...); this module
+turns TOML tables into them, naming the bad key and the allowed values when something is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from .errors import PiposerError
+
+SYSTEM_CONFIG = Path("/etc/piposer/config.toml")
+
+
+def build(cls: type, data: Any, where: str):
+    """Make dataclass `cls` from a TOML table, checking keys and value types; `where` names the table."""
+    if not isinstance(data, dict):
+        raise PiposerError(f"config: [{where}] must be a table")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise PiposerError(f"config: unknown key '{_join(where, unknown[0])}' (allowed: {', '.join(fields)})")
+    values = {name: _convert(hints[name], value, _join(where, name)) for name, value in data.items()}
+    try:
+        return cls(**values)
+    except ValueError as exc:  # a dataclass __post_init__ names the key itself
+        raise PiposerError(f"config: {exc}") from None
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, key)
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise PiposerError(f"config: {key} = {value!r} is not allowed (allowed: {', '.join(map(repr, allowed))})")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, key)
+            except PiposerError as exc:
+                errors.append(str(exc))
+        raise PiposerError(errors[0] if len(errors) == 1 else f"config: {key} = {value!r} has the wrong type")
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise PiposerError(f"config: {key} must be a list, not {value!r}")
+        args = get_args(hint)
+        item = args[0] if args else Any
+        items = [_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise PiposerError(f"config: {key} must be a table")
+        return dict(value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise PiposerError(f"config: {key} must be {hint.__name__}, not {value!r}")
+    return value
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise PiposerError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PiposerError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise PiposerError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def config_file(explicit: str | None) -> Path | None:
+    """`--config` if given, else $PIPOSER_CONFIG, else /etc/piposer/config.toml if it exists."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("PIPOSER_CONFIG"):
+        return Path(os.environ["PIPOSER_CONFIG"])
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+
+
+def as_dict(obj: Any, secret_keys: tuple[str, ...] = ("password",)) -> Any:
+    """A settings dataclass as plain data, for `config show`; secret values are masked."""
+    if dataclasses.is_dataclass(obj):
+        return {
+            f.name: ("***" if f.name in secret_keys and getattr(obj, f.name) else as_dict(getattr(obj, f.name), secret_keys))
+            for f in dataclasses.fields(obj)
+        }
+    if isinstance(obj, (list, tuple)):
+        return [as_dict(v, secret_keys) for v in obj]
+    return obj

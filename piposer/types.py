@@ -1,0 +1,211 @@
+"""Plain data passed between stages: frames in, poses out, and the keypoint layouts that name them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A keypoint topology: ordered keypoint names and the skeleton links drawn between them."""
+
+    name: str
+    keypoints: tuple[str, ...]
+    links: tuple[tuple[int, int], ...]
+
+    def index(self, name: str) -> int:
+        return self.keypoints.index(name)
+
+
+COCO17 = Layout(
+    "coco17",
+    (
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+        "left_wrist", "right_wrist", "left_hip", "right_hip",
+        "left_knee", "right_knee", "left_ankle", "right_ankle",
+    ),
+    (
+        (0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10),
+        (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
+    ),
+)
+
+BLAZEPOSE33 = Layout(
+    "blazepose33",
+    (
+        "nose", "left_eye_inner", "left_eye", "left_eye_outer",
+        "right_eye_inner", "right_eye", "right_eye_outer", "left_ear", "right_ear",
+        "mouth_left", "mouth_right", "left_shoulder", "right_shoulder",
+        "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+        "left_pinky", "right_pinky", "left_index", "right_index",
+        "left_thumb", "right_thumb", "left_hip", "right_hip",
+        "left_knee", "right_knee", "left_ankle", "right_ankle",
+        "left_heel", "right_heel", "left_foot_index", "right_foot_index",
+    ),
+    (
+        (0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10),
+        (11, 12), (11, 13), (13, 15), (15, 17), (15, 19), (15, 21), (17, 19),
+        (12, 14), (14, 16), (16, 18), (16, 20), (16, 22), (18, 20),
+        (11, 23), (12, 24), (23, 24), (23, 25), (24, 26), (25, 27), (26, 28),
+        (27, 29), (28, 30), (29, 31), (30, 32), (27, 31), (28, 32),
+    ),
+)
+
+LAYOUTS = {layout.name: layout for layout in (COCO17, BLAZEPOSE33)}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured image (BGR, as OpenCV gives it) with its sequence number and capture time.
+
+    `timestamp` is `time.monotonic()` at capture, used for latency; `wall_time` is `time.time()`.
+    """
+
+    image: np.ndarray
+    index: int
+    timestamp: float
+    wall_time: float = 0.0
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass(frozen=True)
+class Keypoint:
+    """One body keypoint in source-image pixels (x, y) and normalized to [0, 1] (nx, ny).
+
+    `detected` is False when the score is below the estimator's keypoint threshold: the
+    position is still the model's best guess, but consumers should not act on it.
+    BlazePose adds depth `z` (image-width units, hips at 0) and `visibility`.
+    """
+
+    name: str
+    x: float
+    y: float
+    nx: float
+    ny: float
+    score: float
+    detected: bool
+    z: float | None = None
+    visibility: float | None = None
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in source-image pixels."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @property
+    def width(self) -> float:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+
+@dataclass
+class Pose:
+    """One person: keypoints in `layout` order, an instance score, a box, and a track id once tracked.
+
+    `world` holds BlazePose's metric world landmarks (N x 3, metres, hip-centred) when available;
+    `mask` its segmentation mask in image coordinates when asked for.
+    """
+
+    keypoints: tuple[Keypoint, ...]
+    score: float
+    box: Box
+    layout: Layout = COCO17
+    track_id: int | None = None
+    world: np.ndarray | None = field(default=None, repr=False)
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+    def __getitem__(self, name: str) -> Keypoint:
+        return self.keypoints[self.layout.index(name)]
+
+    def xy(self) -> np.ndarray:
+        """Keypoint pixel positions as a (K, 2) float array."""
+        return np.array([(k.x, k.y) for k in self.keypoints], dtype=np.float64)
+
+    def scores(self) -> np.ndarray:
+        return np.array([k.score for k in self.keypoints], dtype=np.float64)
+
+    def detected(self) -> np.ndarray:
+        return np.array([k.detected for k in self.keypoints], dtype=bool)
+
+
+def make_pose(
+    layout: Layout,
+    xy: np.ndarray,
+    scores: np.ndarray,
+    image_size: tuple[int, int],
+    keypoint_threshold: float,
+    score: float,
+    z: np.ndarray | None = None,
+    visibility: np.ndarray | None = None,
+) -> Pose:
+    """Build a Pose from (K, 2) pixel positions and (K,) scores in a `width, height` image.
+
+    The box spans the detected keypoints (all keypoints if none is detected).
+    """
+    width, height = image_size
+    detected = scores >= keypoint_threshold
+    span = xy[detected] if detected.any() else xy
+    box = Box(*(float(v) for v in (*span.min(axis=0), *span.max(axis=0))))
+    keypoints = tuple(
+        Keypoint(
+            name=name,
+            x=float(xy[i, 0]),
+            y=float(xy[i, 1]),
+            nx=float(xy[i, 0] / width),
+            ny=float(xy[i, 1] / height),
+            score=float(scores[i]),
+            detected=bool(detected[i]),
+            z=None if z is None else float(z[i]),
+            visibility=None if visibility is None else float(visibility[i]),
+        )
+        for i, name in enumerate(layout.keypoints)
+    )
+    return Pose(keypoints=keypoints, score=float(score), box=box, layout=layout)
+
+
+def pose_to_dict(pose: Pose, digits: int = 4) -> dict:
+    """A pose as plain JSON-ready data: keypoints by name, pixels and normalized, not-detected made explicit."""
+    keypoints = {}
+    for k in pose.keypoints:
+        entry = {
+            "x": round(k.x, 1), "y": round(k.y, 1),
+            "nx": round(k.nx, digits), "ny": round(k.ny, digits),
+            "score": round(k.score, 3), "detected": k.detected,
+        }
+        if k.z is not None:
+            entry["z"] = round(k.z, digits)
+        if k.visibility is not None:
+            entry["visibility"] = round(k.visibility, 3)
+        keypoints[k.name] = entry
+    b = pose.box
+    out = {
+        "score": round(pose.score, 3),
+        "bbox": [round(b.x0, 1), round(b.y0, 1), round(b.x1, 1), round(b.y1, 1)],
+        "layout": pose.layout.name,
+        "keypoints": keypoints,
+    }
+    if pose.track_id is not None:
+        out = {"id": pose.track_id, **out}
+    return out
