@@ -22,14 +22,6 @@ DATA = SHARED / "data"
 os.environ.setdefault("PIPOSER_MODEL_DIR", os.pathsep.join([str(MODELS), str(MODELS / "converted_from_tfjs")]))
 
 
-def pytest_collection_modifyitems(config, items):
-    if not MODELS.is_dir():
-        skip = pytest.mark.skip(reason=f"shared models not found at {MODELS} (set PIPOSER_SHARED)")
-        for item in items:
-            if "needs_shared" in item.keywords:
-                item.add_marker(skip)
-
-
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """Each test gets its own cache dir, so recorded hashes and downloads never leak between tests."""
