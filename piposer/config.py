@@ -7,6 +7,7 @@ turns TOML tables into them, naming the bad key and the allowed values when some
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 import os
 import tomllib
 import types
@@ -111,3 +112,19 @@ def as_dict(obj: Any, secret_keys: tuple[str, ...] = ("password",)) -> Any:
     if isinstance(obj, (list, tuple)):
         return [as_dict(v, secret_keys) for v in obj]
     return obj
+
+
+# The top-level config: one field per [section]. Each section's dataclass lives in its module.
+from .estimators import ModelSettings  # noqa: E402
+
+
+@dataclass
+class Config:
+    """The whole config file; every section optional, every key defaulted."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+
+
+def load(path: Path | None) -> Config:
+    """Read and validate a config file (None: all defaults)."""
+    return build(Config, read_toml(path) if path else {}, "")
