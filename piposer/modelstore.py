@@ -49,6 +49,7 @@ class ModelInfo:
     input: tuple[int, int]
     layout: str
     stride: int | None = None
+    variants: dict[str, str] = field(default_factory=dict)  # output stride -> model name built for it
     sources: tuple[Source, ...] = field(default=())
 
 

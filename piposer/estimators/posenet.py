@@ -1,0 +1,203 @@
+"""PoseNet estimator: aspect-preserving preprocessing, TFLite invoke, vectorized decode, mapping back to the image.
+
+Outputs are found by name and shape, not index, so the rebuilt float models (four tensors), the
+PINTO model (four tensors in alphabetical order) and the Coral uint8 models (one 64-channel
+mid-offset tensor) all work. The output stride is derived from the tensor shapes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from .. import modelstore
+from ..backend import Model, Tensor
+from ..errors import PiposerError
+from ..types import COCO17, Frame, Pose, make_pose
+from . import ModelSettings
+from .posenet_decoder import Decoded, decode_multiple, decode_single, sigmoid
+
+
+@dataclass
+class PoseNetSettings:
+    """[posenet]: decoder and input settings (names follow tfjs-models PoseNet)."""
+
+    decoder: Literal["multi", "single"] = "multi"
+    output_stride: Literal[8, 16, 32] | None = None
+    input_size: list[int] | None = None
+    max_poses: int = 10
+    score_threshold: float = 0.15
+    nms_radius: float = 20.0
+    min_pose_score: float = 0.1
+
+    def __post_init__(self):
+        if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 33):
+            raise ValueError(f"posenet.input_size must be [height, width] of at least 33 px, not {self.input_size}")
+        if self.max_poses < 1:
+            raise ValueError(f"posenet.max_poses must be >= 1, not {self.max_poses}")
+        if self.nms_radius <= 0:
+            raise ValueError(f"posenet.nms_radius must be > 0, not {self.nms_radius}")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Which output tensor holds which PoseNet head; `mid` is Coral's fwd+bwd displacement tensor."""
+
+    heatmap: Tensor
+    offsets: Tensor
+    fwd: Tensor | None = None
+    bwd: Tensor | None = None
+    mid: Tensor | None = None
+
+    @classmethod
+    def find(cls, tensors: list[Tensor], path) -> Outputs:
+        by_channels: dict[int, list[Tensor]] = {}
+        for t in tensors:
+            by_channels.setdefault(t.shape[-1], []).append(t)
+        heat, offs, mid, disp = (by_channels.get(c, []) for c in (17, 34, 64, 32))
+        fwd = [t for t in disp if "fwd" in t.name]
+        bwd = [t for t in disp if "bwd" in t.name]
+        if len(heat) == 1 and len(offs) == 1 and (len(mid) == 1 or (len(fwd) == 1 and len(bwd) == 1)):
+            return cls(heat[0], offs[0], fwd[0] if fwd else None, bwd[0] if bwd else None, mid[0] if mid else None)
+        found = ", ".join(f"{t.name}{list(t.shape)}" for t in tensors)
+        raise PiposerError(
+            f"model {path} does not have PoseNet outputs (heatmap 17, offsets 34, displacements 2x32 or 64 channels): {found}")
+
+
+def aspect_input_size(image_hw: tuple[int, int], long_side: int, stride: int) -> tuple[int, int]:
+    """Model input (h, w) with the image's aspect: long side `long_side`, short side rounded up to k*stride+1."""
+    h, w = image_hw
+    scale = long_side / max(h, w)
+    short = min(h, w) * scale
+    short = int(np.ceil((short - 1) / stride)) * stride + 1
+    return (long_side, short) if h >= w else (short, long_side)
+
+
+def valid_size(size: int, stride: int) -> bool:
+    return (size - 1) % stride == 0
+
+
+class PoseNetEstimator:
+    """PoseNet on TFLite: frame in, poses in source-image pixels out.
+
+    Preprocessing keeps the aspect ratio: by default the (fully convolutional) model input is
+    resized to the frame's aspect with the manifest's long side, and the few rows or columns left
+    over are padded at the bottom/right; with `input_size` set the frame is letterboxed into it.
+    Squeezing a 4:3 frame into 353x257 halves accuracy (COCO AP 0.11 against 0.22).
+    """
+
+    layout = COCO17
+
+    def __init__(self, model: ModelSettings | None = None, settings: PoseNetSettings | None = None):
+        self.model_settings = model or ModelSettings()
+        self.settings = settings or PoseNetSettings()
+        resolved = self._resolve(self.model_settings.name, self.settings.output_stride)
+        self.model_name = resolved.info.name if resolved.info else resolved.path.name
+        self.model = Model(resolved.path, self.model_settings.num_threads)
+        self.outputs = Outputs.find(self.model.outputs, resolved.path)
+        self.quantized_input = self.model.input.dtype == np.uint8
+        self.stride = self._derive_stride(resolved.path)
+        if self.settings.output_stride and self.settings.output_stride != self.stride:
+            raise PiposerError(
+                f"model {resolved.path.name} has output stride {self.stride} (from its tensor shapes), "
+                f"but posenet.output_stride = {self.settings.output_stride}")
+        self.long_side = max(self.model.input.shape[1:3])
+        if self.settings.input_size:
+            self._check_size(tuple(self.settings.input_size), "posenet.input_size")
+        self.timings: dict[str, float] = {}
+
+    @staticmethod
+    def _resolve(name: str, stride: int | None) -> modelstore.ResolvedModel:
+        """A manifest name plus an output stride picks the model variant built for that stride."""
+        if stride and not name.endswith(".tflite"):
+            info = modelstore.load_manifest().get(name)
+            if info is not None and info.stride != stride:
+                name = info.variants.get(str(stride), name)
+        return modelstore.resolve(name)
+
+    def _derive_stride(self, path) -> int:
+        h_in, w_in = self.model.input.shape[1:3]
+        h_out, w_out = self.outputs.heatmap.shape[1:3]
+        stride = (h_in - 1) // max(h_out - 1, 1)
+        if stride not in (8, 16, 32) or (h_out - 1) * stride + 1 != h_in or (w_out - 1) * stride + 1 != w_in:
+            raise PiposerError(f"model {path} has a {h_out}x{w_out} output grid for a {h_in}x{w_in} input: no PoseNet output stride fits")
+        return stride
+
+    def _check_size(self, hw: tuple[int, int], what: str) -> None:
+        if not all(valid_size(s, self.stride) for s in hw):
+            raise PiposerError(f"{what} = {list(hw)}: height-1 and width-1 must be multiples of the output stride {self.stride}")
+
+    def input_size_for(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        if self.settings.input_size:
+            return tuple(self.settings.input_size)
+        return aspect_input_size(image_hw, self.long_side, self.stride)
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """BGR frame -> model input batch (RGB, scaled as the model expects, padded); returns it and the scale."""
+        h, w = image.shape[:2]
+        in_h, in_w = self.input_size_for((h, w))
+        self.model.resize_input((1, in_h, in_w, 3))
+        scale = min(in_h / h, in_w / w)
+        new_w, new_h = min(in_w, round(w * scale)), min(in_h, round(h * scale))
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+        if self.model_settings.flip_horizontal:
+            resized = resized[:, ::-1]
+        dtype = np.uint8 if self.quantized_input else np.float32
+        batch = np.full((1, in_h, in_w, 3), 128 if self.quantized_input else 0, dtype=dtype)
+        rgb = resized[..., ::-1]
+        if self.quantized_input:
+            batch[0, :new_h, :new_w] = rgb
+        else:
+            np.multiply(rgb, np.float32(1 / 127.5), out=batch[0, :new_h, :new_w], casting="unsafe")
+            batch[0, :new_h, :new_w] -= 1.0
+        return batch, scale
+
+    def infer(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+        """Run the network on a BGR image; returns the four heads as float arrays and the input scale."""
+        t0 = time.perf_counter()
+        batch, scale = self.preprocess(image)
+        t1 = time.perf_counter()
+        self.model.run(batch)
+        t2 = time.perf_counter()
+        out = self.outputs
+        heads = {"heatmap": self.model.output(out.heatmap), "offsets": self.model.output(out.offsets)}
+        if out.mid is not None:
+            mid = self.model.output(out.mid)
+            heads["fwd"], heads["bwd"] = mid[..., :32], mid[..., 32:]
+        else:
+            heads["fwd"], heads["bwd"] = self.model.output(out.fwd), self.model.output(out.bwd)
+        self.timings = {"preprocess": t1 - t0, "invoke": t2 - t1}
+        return heads, scale
+
+    def decode(self, heads: dict[str, np.ndarray]) -> Decoded:
+        scores = sigmoid(heads["heatmap"])
+        s = self.settings
+        if s.decoder == "single":
+            return decode_single(scores, heads["offsets"], self.stride)
+        return decode_multiple(scores, heads["offsets"], heads["fwd"], heads["bwd"], self.stride,
+                               s.score_threshold, s.nms_radius, s.max_poses)
+
+    def estimate(self, frame: Frame) -> list[Pose]:
+        heads, scale = self.infer(frame.image)
+        t0 = time.perf_counter()
+        decoded = self.decode(heads)
+        poses = self.to_poses(decoded, scale, (frame.width, frame.height))
+        self.timings["decode"] = time.perf_counter() - t0
+        return poses
+
+    def to_poses(self, decoded: Decoded, scale: float, image_size: tuple[int, int]) -> list[Pose]:
+        """Decoded input-pixel (y, x) keypoints -> Poses in source-image pixels, weak poses dropped."""
+        poses = []
+        for kps, kp_scores, score in zip(decoded.keypoints, decoded.keypoint_scores, decoded.scores):
+            if score < self.settings.min_pose_score:
+                continue
+            xy = kps[:, ::-1] / scale
+            poses.append(make_pose(COCO17, xy, kp_scores, image_size, self.model_settings.keypoint_threshold, score))
+        return poses
+
+    def close(self) -> None:
+        self.model = None
