@@ -116,6 +116,9 @@ def as_dict(obj: Any, secret_keys: tuple[str, ...] = ("password",)) -> Any:
 
 # The top-level config: one field per [section]. Each section's dataclass lives in its module.
 from .estimators import ModelSettings  # noqa: E402
+from .sources import SourceSettings  # noqa: E402
+from .tracking import TrackingSettings  # noqa: E402
+from .app import LoopSettings  # noqa: E402
 
 
 @dataclass
@@ -123,6 +126,9 @@ class Config:
     """The whole config file; every section optional, every key defaulted."""
 
     model: ModelSettings = field(default_factory=ModelSettings)
+    source: SourceSettings = field(default_factory=SourceSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    loop: LoopSettings = field(default_factory=LoopSettings)
 
 
 def load(path: Path | None) -> Config:
