@@ -1,0 +1,361 @@
+"""The MQTT sink: publishes poses, state, stats and events under `<prefix>/<device_id>/` and takes `set` commands.
+
+The frame loop only ever appends to a bounded in-memory outbox; a sender thread hands messages to
+paho's network thread while connected, so a slow or absent broker costs dropped messages (counted),
+never a stalled camera. docs/mqtt.md is the user-facing contract of the topics and payloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from ..commands import Command, CommandError, parse_command
+from ..errors import PiposerError
+from ..types import Frame, Pose
+from .hass import discovery_configs
+from .outbox import Message, Outbox
+from .payloads import cpu_temperature, encode, event_payload, percentiles_ms, poses_payload, state_payload
+from .throttle import Throttle
+
+log = logging.getLogger("piposer.mqtt")
+
+WINDOW = 64  # messages handed to paho but not yet written (QoS 0) or acknowledged (QoS 1/2)
+LATENCY_SAMPLES = 10_000
+
+
+@dataclass
+class MqttSettings:
+    """[mqtt]: which broker, which topics, how often, and how to authenticate.
+
+    The password may come from `password`, from the first line of `password_file`, or from the
+    environment variable named by `password_env`, so it need not sit in the config file.
+    """
+
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = 1883
+    prefix: str = "piposer"
+    device_id: str = ""  # empty: the hostname
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: str | None = None
+    password_env: str | None = None
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    keepalive: int = 30
+    qos: Literal[0, 1, 2] = 0
+    max_rate_hz: float = 0.0  # 0: every processed frame
+    only_on_change: bool = False
+    change_threshold: float = 0.01
+    stats_interval: float = 10.0
+    queue_size: int = 100
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    reconnect_min_delay: float = 1.0
+    reconnect_max_delay: float = 60.0
+
+    def __post_init__(self):
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"mqtt.port must be within 1..65535, not {self.port}")
+        for key in ("prefix", "discovery_prefix"):
+            _check_topic_part(f"mqtt.{key}", getattr(self, key), slashes=True)
+        if self.device_id:
+            _check_topic_part("mqtt.device_id", self.device_id, slashes=False)
+        sources = [k for k in ("password", "password_file", "password_env") if getattr(self, k)]
+        if len(sources) > 1:
+            raise ValueError(f"mqtt.{sources[0]} and mqtt.{sources[1]} are alternatives: set only one")
+        if sources and not self.username:
+            raise ValueError(f"mqtt.{sources[0]} is set but mqtt.username is not")
+        tls_files = [k for k in ("tls_ca", "tls_cert", "tls_key") if getattr(self, k)]
+        if tls_files and not self.tls:
+            raise ValueError(f"mqtt.{tls_files[0]} is set but mqtt.tls is false")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("mqtt.tls_cert and mqtt.tls_key go together: set both or neither")
+        for key, low in (("keepalive", 1), ("queue_size", 1)):
+            if getattr(self, key) < low:
+                raise ValueError(f"mqtt.{key} must be >= {low}, not {getattr(self, key)}")
+        for key in ("max_rate_hz", "stats_interval", "change_threshold"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"mqtt.{key} must be >= 0, not {getattr(self, key)}")
+        if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
+            raise ValueError(
+                "mqtt.reconnect_min_delay must be > 0 and <= mqtt.reconnect_max_delay, "
+                f"not {self.reconnect_min_delay} (max {self.reconnect_max_delay})"
+            )
+
+    @property
+    def device(self) -> str:
+        return self.device_id or socket.gethostname().split(".")[0]
+
+    @property
+    def base_topic(self) -> str:
+        return f"{self.prefix}/{self.device}"
+
+    def resolve_password(self) -> str | None:
+        """The password from whichever source is configured; a missing file or variable is a PiposerError."""
+        if self.password_file:
+            try:
+                return Path(self.password_file).expanduser().read_text().splitlines()[0]
+            except (OSError, IndexError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or "empty or unreadable"
+                raise PiposerError(f"mqtt.password_file: cannot read {self.password_file}: {reason}") from None
+        if self.password_env:
+            if self.password_env not in os.environ:
+                raise PiposerError(f"mqtt.password_env: environment variable {self.password_env} is not set")
+            return os.environ[self.password_env]
+        return self.password
+
+
+def _check_topic_part(key: str, value: str, slashes: bool) -> None:
+    bad = set("+#\0") | (set() if slashes else {"/"})
+    if not value or value.startswith("/") or value.endswith("/") or bad & set(value):
+        allowed = "" if slashes else ", no '/'"
+        raise ValueError(f"{key} = {value!r} is not a valid topic part (non-empty, no '+', '#'{allowed})")
+
+
+class MqttSink:
+    """Publishes to `<prefix>/<device_id>/{availability,poses,state,stats,events}` and listens on `.../set`.
+
+    `on_command` is called from paho's network thread with each validated command; it should only
+    queue the command for the app's own thread. `clock` is the monotonic clock frames are stamped with.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        model_name: str,
+        on_command: Callable[[Command], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.settings = settings
+        self.model_name = model_name
+        self.on_command = on_command
+        self.clock = clock
+        base = settings.base_topic
+        self.topics = {name: f"{base}/{name}" for name in ("availability", "poses", "state", "stats", "events", "set")}
+        self.discovery_status_topic = f"{settings.discovery_prefix}/status"
+        self.connected = threading.Event()
+        self.last_error: str | None = None
+        self.reconnects = 0
+        self.unsent = 0  # handed to paho, then lost with the connection (QoS 0)
+        self._outbox = Outbox(settings.queue_size)
+        self._throttle = Throttle(settings.max_rate_hz, settings.only_on_change, settings.change_threshold)
+        self._state: dict | None = None
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._pending: deque[mqtt.MQTTMessageInfo] = deque()
+        self._window_moved = threading.Event()
+        self._stopping = threading.Event()
+        self._ever_connected = False
+        self._logged_failure = False
+        self._started_at = clock()
+        self._sender: threading.Thread | None = None
+        self._client = self._make_client(settings.resolve_password())
+
+    def _make_client(self, password: str | None) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"piposer-{s.device}", protocol=mqtt.MQTTv311)
+        client.will_set(self.topics["availability"], "offline", qos=1, retain=True)
+        if s.username:
+            client.username_pw_set(s.username, password)
+        if s.tls:
+            _set_tls(client, s)
+        client.reconnect_delay_set(s.reconnect_min_delay, s.reconnect_max_delay)
+        client.max_inflight_messages_set(WINDOW)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = lambda *args: self._window_moved.set()
+        return client
+
+    # --- the app's side: never blocks --------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting in the background; an unreachable broker is logged and retried, not raised."""
+        s = self.settings
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        self._client.loop_start()
+        self._sender = threading.Thread(target=self._send_loop, name="piposer-mqtt-sender", daemon=True)
+        self._sender.start()
+
+    def publish(self, frame: Frame, poses: list[Pose]) -> None:
+        """Queue the frame's `poses` message (when the throttle admits it) and `state` when it changed."""
+        people = len(poses)
+        if self._state is None or self._state["people"] != people:
+            self._state = state_payload(people, frame.wall_time or time.time())
+            self._put_latest("state", self._state)
+        if self._throttle.admit(self.clock(), frame, poses):
+            payload = encode(poses_payload(frame, poses, self.model_name))
+            self._outbox.put_pose(Message(self.topics["poses"], payload, self.settings.qos, False, frame.timestamp))
+
+    def publish_event(self, kind: str, **fields) -> None:
+        """Queue a message on `events`, e.g. `publish_event("rule", name="wave", edge="rising")`."""
+        self._outbox.put_event(Message(self.topics["events"], encode(event_payload(kind, fields)), self.settings.qos))
+
+    def publish_stats(self, stats: dict) -> None:
+        """Queue the `stats` message: the app's figures plus the sink's own (drops, latency, temperature, uptime)."""
+        latencies = list(self._latencies)
+        self._latencies.clear()
+        message = {
+            **stats,
+            "publish_latency_ms": percentiles_ms(latencies),
+            "queue_drops": self._outbox.drops,
+            "unsent": self.unsent,
+            "reconnects": self.reconnects,
+            "connected": self.connected.is_set(),
+            "cpu_temp_c": stats.get("cpu_temp_c", cpu_temperature()),
+            "uptime_s": round(self.clock() - self._started_at, 1),
+        }
+        self._outbox.put_event(Message(self.topics["stats"], encode(message), self.settings.qos))
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Flush what is queued, publish `offline` (retained) and disconnect, waiting at most about `timeout` s."""
+        if self._stopping.is_set():
+            return
+        deadline = time.monotonic() + timeout
+        if self.connected.is_set() and self._sender is not None:
+            self._drain(deadline - timeout / 2)
+            self._put_latest("availability", "offline")
+            self._drain(deadline)
+        self._stopping.set()
+        if self._sender is not None:
+            self._sender.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # --- queue -> paho --------------------------------------------------------------------------
+
+    def _put_latest(self, name: str, data: dict | str) -> None:
+        payload = data.encode() if isinstance(data, str) else encode(data)
+        self._outbox.put_latest(Message(self.topics[name], payload, 1, True))
+
+    def _drain(self, deadline: float) -> None:
+        """Wait until the outbox is empty and paho has sent everything, or the deadline passes."""
+        while time.monotonic() < deadline and self.connected.is_set():
+            if not self._outbox and all(info.is_published() for info in list(self._pending)):
+                return
+            time.sleep(0.01)
+
+    def _send_loop(self) -> None:
+        while not self._stopping.is_set():
+            if not self.connected.wait(0.2):
+                continue
+            if self._prune() >= WINDOW:
+                self._window_moved.wait(0.05)
+                self._window_moved.clear()
+                continue
+            message = self._outbox.get(timeout=0.2)
+            if message is None:
+                continue
+            info = self._client.publish(message.topic, message.payload, message.qos, message.retain)
+            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._pending.append(info)
+                if message.created is not None:
+                    self._latencies.append(self.clock() - message.created)
+            else:
+                self.unsent += 1
+
+    def _prune(self) -> int:
+        """Forget messages paho has finished with, counting those the connection took down; returns how many remain."""
+        while self._pending and self._pending[0].is_published():
+            if self._pending.popleft().rc == MQTTErrorCode.MQTT_ERR_CONN_LOST:
+                self.unsent += 1
+        return len(self._pending)
+
+    # --- paho callbacks (network thread) ---------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        s = self.settings
+        if reason_code.is_failure:
+            self._report(f"MQTT broker {s.host}:{s.port} refused the connection: {reason_code}{_hint(reason_code)}")
+            return
+        if self._ever_connected:
+            self.reconnects += 1
+        self._ever_connected = True
+        self.last_error = None
+        self._logged_failure = False
+        log.info("connected to MQTT broker %s:%d as %s", s.host, s.port, s.device)
+        if self.on_command is not None:
+            client.subscribe(self.topics["set"], qos=1)
+        if s.discovery:
+            client.subscribe(self.discovery_status_topic, qos=1)
+        self._put_latest("availability", "online")
+        if self._state is not None:
+            self._put_latest("state", self._state)
+        if s.discovery:
+            self._announce()
+        self.connected.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        s = self.settings
+        self._report(f"cannot reach MQTT broker {s.host}:{s.port}; retrying (backoff up to {s.reconnect_max_delay:g} s)")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        if was_connected and not self._stopping.is_set():
+            log.warning("lost connection to MQTT broker (%s); reconnecting", reason_code)
+
+    def _report(self, message: str) -> None:
+        """Remember a connection problem; log it once (then at debug level) until a connection succeeds."""
+        self.last_error = message
+        log.log(logging.DEBUG if self._logged_failure else logging.WARNING, message)
+        self._logged_failure = True
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.discovery_status_topic:
+            if message.payload == b"online":
+                self._announce()
+        elif message.topic == self.topics["set"]:
+            self._handle_command(message)
+
+    def _announce(self) -> None:
+        s = self.settings
+        configs = discovery_configs(s.discovery_prefix, s.base_topic, s.device, self.model_name, s.stats_interval)
+        for topic, config in configs.items():
+            self._outbox.put_latest(Message(topic, encode(config), 1, True))
+
+    def _handle_command(self, message: mqtt.MQTTMessage) -> None:
+        try:
+            if message.retain:
+                raise CommandError("retained commands are ignored: publish to set without the retain flag")
+            command = parse_command(message.payload)
+        except CommandError as exc:
+            log.warning("rejected command on %s: %s", message.topic, exc)
+            self.publish_event("command_error", error=str(exc), id=exc.request_id)
+            return
+        self.publish_event("command", command=command.name, id=command.request_id)
+        try:
+            self.on_command(command)
+        except Exception as exc:  # the app's handler must not kill paho's network thread
+            log.exception("command %s failed", command.name)
+            self.publish_event("error", message=f"command {command.name} failed: {exc}")
+
+
+def _set_tls(client: mqtt.Client, s: MqttSettings) -> None:
+    try:
+        client.tls_set(ca_certs=s.tls_ca, certfile=s.tls_cert, keyfile=s.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        key = "mqtt.tls_ca" if s.tls_ca and not s.tls_cert else "mqtt.tls_ca / mqtt.tls_cert / mqtt.tls_key"
+        raise PiposerError(f"{key}: cannot load TLS files: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _hint(reason_code) -> str:
+    if reason_code.value in (4, 5, 134, 135):  # bad user name or password / not authorized (3.1.1 and 5)
+        return " (check mqtt.username and the password)"
+    return ""

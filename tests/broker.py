@@ -1,0 +1,200 @@
+"""A real Mosquitto broker for tests, on a free 127.0.0.1 port, plus a subscriber that records what it receives.
+
+    with Broker(tmp_path) as broker:               # anonymous
+    with Broker(tmp_path, users={"pi": "pw"}):     # password file made with mosquitto_passwd
+        ...
+        broker.restart()                            # same port, e.g. to test reconnection
+
+Used by the MQTT tests and importable by end-to-end and soak tests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+def _find(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if path is None:
+        raise RuntimeError(f"{name} is not installed: run `make test-deps` (Debian package mosquitto)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """A mosquitto process with its own config in `directory`; stops when the `with` block ends.
+
+    `users` turns off anonymous access and creates those accounts; `persistence` keeps sessions
+    and queued messages across `restart()` (saved when the broker stops cleanly); `extra` adds
+    raw mosquitto.conf lines.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        users: dict[str, str] | None = None,
+        port: int | None = None,
+        persistence: bool = False,
+        extra: tuple[str, ...] = (),
+    ):
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.directory / "mosquitto.log"
+        self.process: subprocess.Popen | None = None
+        lines = [
+            f"listener {self.port} {self.host}",
+            f"allow_anonymous {'false' if users else 'true'}",
+            f"persistence {'true' if persistence else 'false'}",
+            f"persistence_location {self.directory}/",
+            f"log_dest file {self.log_path}",
+            "log_type all",
+            *extra,
+        ]
+        if users:
+            lines.append(f"password_file {self._password_file(users)}")
+        self.config_path = self.directory / "mosquitto.conf"
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def _password_file(self, users: dict[str, str]) -> Path:
+        path = self.directory / "passwords"
+        path.touch(mode=0o600)
+        for user, password in users.items():
+            subprocess.run([_find("mosquitto_passwd"), "-b", str(path), user, password], check=True, capture_output=True)
+        return path
+
+    def start(self, timeout: float = 5.0) -> Broker:
+        self.process = subprocess.Popen(
+            [_find("mosquitto"), "-c", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.process.stderr.read().decode()}{self.log()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port} within {timeout} s")
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the broker (SIGTERM, which saves persistence; `kill`: SIGKILL) and wait for it to exit."""
+        if self.process is None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stderr.close()
+        self.process = None
+
+    def restart(self) -> Broker:
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def __enter__(self) -> Broker:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+
+    def json(self):
+        return json.loads(self.payload)
+
+
+class Subscriber:
+    """An MQTT client that records every message on `topics` (with their retain flags) as `Received`.
+
+    With `session` set it keeps a persistent session (clean_session false, QoS 1 subscriptions),
+    so a broker with persistence queues messages for it while it reconnects.
+    """
+
+    def __init__(self, broker: Broker, *topics: str, session: str | None = None, username=None, password=None):
+        self.messages: list[Received] = []
+        self._changed = threading.Condition()
+        self.topics = topics or ("#",)
+        self.subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=session or "",
+            clean_session=session is None,
+            protocol=mqtt.MQTTv311,
+        )
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.reconnect_delay_set(0.05, 0.2)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port, keepalive=5)
+        self.client.loop_start()
+        if not self.subscribed.wait(5):
+            raise RuntimeError("subscriber did not get its subscription acknowledged")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        client.subscribe([(topic, 1) for topic in self.topics])
+
+    def _on_message(self, client, userdata, message):
+        with self._changed:
+            self.messages.append(Received(message.topic, message.payload, bool(message.retain), message.qos))
+            self._changed.notify_all()
+
+    def on(self, topic: str) -> list[Received]:
+        with self._changed:
+            return [m for m in self.messages if m.topic == topic]
+
+    def wait_for(self, topic: str, count: int = 1, timeout: float = 5.0, where=lambda m: True) -> list[Received]:
+        """Wait until at least `count` messages matching `where` arrived on `topic`; return them all."""
+        with self._changed:
+            found = lambda: [m for m in self.messages if m.topic == topic and where(m)]  # noqa: E731
+            if not self._changed.wait_for(lambda: len(found()) >= count, timeout):
+                raise AssertionError(f"{len(found())} of {count} messages on {topic} after {timeout} s: {found()[-3:]}")
+            return found()
+
+    def publish(self, topic: str, payload, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
