@@ -1,0 +1,317 @@
+"""GPIO outputs driven by pose rules, and a push button that pauses or snapshots.
+
+`RulesSink` is the Sink that runs the rules engine on every frame and moves gpiozero output
+devices: relays and LEDs held on while a rule is active, pulses, buzzers, and PWM following a pose
+quantity. Every output starts at its `safe` value and goes back to it on `close()`, which the
+appliance calls on every exit path (and atexit calls as a last resort).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from .errors import PiposerError
+from .rules import ActionSettings, Follower, Outcome, RuleSettings, RulesEngine
+from .types import Frame, Pose
+
+log = logging.getLogger(__name__)
+
+BCM_PINS = range(0, 28)  # GPIO0..GPIO27 on the 40-pin header
+DEVICE_CLASSES = {"relay": "OutputDevice", "led": "LED", "buzzer": "Buzzer", "pwm": "PWMOutputDevice"}
+
+
+def _check_pin(where: str, pin: int) -> None:
+    if pin not in BCM_PINS:
+        raise ValueError(f"{where}.pin must be a BCM GPIO number {BCM_PINS.start}..{BCM_PINS.stop - 1} (GPIO17 is 17), not {pin}")
+
+
+@dataclass
+class OutputSettings:
+    """One `[[outputs]]` entry: a gpiozero output device on a BCM pin.
+
+    `kind` picks the device: relay (OutputDevice), led (LED), buzzer (Buzzer) or pwm
+    (PWMOutputDevice, the only kind that may dim). `safe` is the value at start and on exit:
+    0 (off) or 1 (on), or 0..1 for pwm. `active_high = false` for relay boards that switch on low.
+    """
+
+    name: str = ""
+    kind: Literal["relay", "led", "buzzer", "pwm"] = "led"
+    pin: int = -1
+    active_high: bool = True
+    safe: float = 0.0
+    frequency: int | None = None
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
+            raise ValueError(f"outputs: every output needs a name of letters, digits, _ or - (got {self.name!r})")
+        where = f"output '{self.name}'"
+        _check_pin(where, self.pin)
+        if self.kind == "pwm":
+            if not 0.0 <= self.safe <= 1.0:
+                raise ValueError(f"{where}.safe must be within 0..1, not {self.safe}")
+            if self.frequency is not None and self.frequency <= 0:
+                raise ValueError(f"{where}.frequency must be > 0 Hz, not {self.frequency}")
+        else:
+            if self.safe not in (0.0, 1.0):
+                raise ValueError(f"{where}.safe must be 0 (off) or 1 (on) for a {self.kind}, not {self.safe}")
+            if self.frequency is not None:
+                raise ValueError(f"{where}.frequency is only for kind = 'pwm' (this one is a {self.kind})")
+
+
+@dataclass
+class ButtonSettings:
+    """`[button]`: a push button to ground (pull_up) or to 3V3. A short press does `press`, holding
+    it for `hold_time` seconds does `hold`; "pause" toggles between pause and resume."""
+
+    pin: int = -1
+    pull_up: bool = True
+    bounce_time: float = 0.05
+    hold_time: float = 2.0
+    press: Literal["pause", "snapshot", "none"] = "pause"
+    hold: Literal["pause", "snapshot", "none"] = "snapshot"
+
+    def __post_init__(self):
+        _check_pin("button", self.pin)
+        if not 0.0 <= self.bounce_time <= 1.0:
+            raise ValueError(f"button.bounce_time must be within 0..1 seconds, not {self.bounce_time}")
+        if self.hold_time <= 0:
+            raise ValueError(f"button.hold_time must be > 0 seconds, not {self.hold_time}")
+
+
+def check_wiring(rules: list[RuleSettings], outputs: list[OutputSettings], button: ButtonSettings | None) -> None:
+    """Cross-checks one section cannot do alone: unique names and pins, actions naming real outputs,
+    follow only on PWM outputs, one mode per output. Raises PiposerError naming the culprit."""
+    by_name: dict[str, OutputSettings] = {}
+    pins: dict[int, str] = {button.pin: "button"} if button else {}
+    for out in outputs:
+        if out.name in by_name:
+            raise PiposerError(f"config: two outputs are named {out.name!r}")
+        if out.pin in pins:
+            raise PiposerError(f"config: output '{out.name}' uses GPIO{out.pin}, already used by {pins[out.pin]}")
+        by_name[out.name] = out
+        pins[out.pin] = f"output '{out.name}'"
+    modes: dict[str, tuple[str, str]] = {}
+    for rule in rules:
+        for i, action in enumerate(rule.actions):
+            where = f"config: rule '{rule.name}': actions[{i}]"
+            out = by_name.get(action.output)
+            if out is None:
+                have = ", ".join(by_name) or "none defined"
+                raise PiposerError(f"{where}.output = {action.output!r} is not an [[outputs]] name (have: {have})")
+            if action.mode == "follow" and out.kind != "pwm":
+                raise PiposerError(f"{where}: mode = 'follow' needs a kind = 'pwm' output; '{out.name}' is a {out.kind}")
+            previous = modes.setdefault(out.name, (action.mode, rule.name))
+            if previous[0] != action.mode or (action.mode == "follow" and previous[1] != rule.name):
+                raise PiposerError(
+                    f"{where}: output '{out.name}' is already driven by rule '{previous[1]}' ({previous[0]});"
+                    " several rules may only share an output to hold or pulse it"
+                )
+
+
+def make_device(settings: OutputSettings, pin_factory=None):
+    """The gpiozero device for an output, starting at its safe value."""
+    import gpiozero
+
+    cls = getattr(gpiozero, DEVICE_CLASSES[settings.kind])
+    kwargs = {"active_high": settings.active_high, "pin_factory": pin_factory}
+    if settings.kind == "pwm":
+        kwargs["frequency"] = settings.frequency or 100
+        kwargs["initial_value"] = settings.safe
+    else:
+        kwargs["initial_value"] = bool(settings.safe)
+    return cls(settings.pin, **kwargs)
+
+
+class Output:
+    """One device and who drives it: rules holding it on, pulses, or a rule it follows."""
+
+    def __init__(self, settings: OutputSettings, device):
+        self.settings = settings
+        self.device = device
+        self.value: float = settings.safe
+
+    def set(self, value: float) -> None:
+        if value != self.value:
+            self.device.value = value
+            self.value = value
+
+    def pulse(self, seconds: float) -> None:
+        self.device.blink(on_time=seconds, off_time=0, n=1, background=True)
+        self.value = 0.0  # where the pulse ends
+
+    def make_safe(self) -> None:
+        self.device.value = self.settings.safe  # also stops a running pulse
+        self.value = self.settings.safe
+
+
+class RulesSink:
+    """Runs the rules on every frame and drives the outputs; reports edges through `on_event`.
+
+    `on_event("rule", rule=, edge="rising"|"falling", person=)` is called on every edge and
+    `on_event("rule_error", rule=, error=)` when a rule fails and is disabled; `on_request("pause" |
+    "resume" | "snapshot")` when the button asks (from gpiozero's thread). `pin_factory` is passed to
+    every gpiozero device (a MockFactory in tests); `clock` times the rules.
+    """
+
+    def __init__(
+        self,
+        rules: list[RuleSettings],
+        outputs: list[OutputSettings],
+        *,
+        button: ButtonSettings | None = None,
+        on_event: Callable[..., None] | None = None,
+        on_request: Callable[[str], None] | None = None,
+        pin_factory=None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        check_wiring(rules, outputs, button)
+        self.engine = RulesEngine(rules, clock)
+        self.clock = clock
+        self.on_event = on_event
+        self.on_request = on_request
+        self.outputs: dict[str, Output] = {}
+        self.button = None
+        self.paused = False
+        self.followers: dict[tuple[str, str], Follower] = {}
+        self.hold_outputs = {a.output for r in rules for a in r.actions if a.mode == "hold"}
+        self._closed = False
+        atexit.register(self.close)
+        try:
+            for settings in outputs:
+                self.outputs[settings.name] = Output(settings, _build(settings, pin_factory))
+            if button is not None:
+                self.button = self._make_button(button, pin_factory)
+        except BaseException:
+            self.close()
+            raise
+
+    def publish(self, frame: Frame, poses: list[Pose]) -> None:
+        if self._closed:
+            return
+        outcomes, failed = self.engine.update(poses)
+        for rule, message in failed:
+            self._report_error(rule, message)
+        now = self.clock()
+        held: set[str] = set()
+        for outcome in outcomes:
+            try:
+                self._act(outcome, now, held)
+            except Exception as exc:  # a broken action disables its rule, not the appliance
+                message = f"{type(exc).__name__}: {exc}"
+                self.engine.errors[outcome.rule.name] = message
+                self._report_error(outcome.rule, message)
+            for edge, person in outcome.edges:
+                self._emit("rule", rule=outcome.rule.name, edge=edge, person=person)
+        for name in self.hold_outputs:
+            self.outputs[name].set(1.0 if name in held else 0.0)
+
+    def _act(self, outcome: Outcome, now: float, held: set[str]) -> None:
+        rule = outcome.rule
+        rising = sum(edge == "rising" for edge, _ in outcome.edges)
+        for action in rule.actions:
+            out = self.outputs[action.output]
+            if action.mode == "hold" and outcome.active:
+                held.add(action.output)
+            elif action.mode == "pulse" and rising:
+                out.pulse(action.seconds)
+            elif action.mode == "follow":
+                follower = self._follower(rule, action)
+                if outcome.active:
+                    value = follower.update(outcome.subject, now)
+                    if value is not None:
+                        out.set(round(value, 4))
+                else:
+                    follower.reset()
+                    out.set(0.0)
+
+    def _follower(self, rule: RuleSettings, action: ActionSettings) -> Follower:
+        key = (rule.name, action.output)
+        if key not in self.followers:
+            self.followers[key] = Follower(action.follow, rule.min_score)
+        return self.followers[key]
+
+    def _report_error(self, rule: RuleSettings, message: str) -> None:
+        log.error("rule %r disabled: %s", rule.name, message)
+        for action in rule.actions:
+            if action.mode == "follow":
+                self.outputs[action.output].set(0.0)
+        self._emit("rule_error", rule=rule.name, error=message)
+
+    def _emit(self, kind: str, **fields) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(kind, **fields)
+        except Exception:  # an event that cannot be sent must not stop the outputs
+            log.exception("could not report %s event %s", kind, fields)
+
+    def _make_button(self, settings: ButtonSettings, pin_factory):
+        import gpiozero
+
+        try:
+            button = gpiozero.Button(
+                settings.pin, pull_up=settings.pull_up, bounce_time=settings.bounce_time or None,
+                hold_time=settings.hold_time, pin_factory=pin_factory,
+            )
+        except Exception as exc:
+            raise PiposerError(f"button: cannot use GPIO{settings.pin}: {exc}") from None
+        state = {"held": False}
+
+        def held():
+            state["held"] = True
+            self._request(settings.hold)
+
+        def released():
+            if not state["held"]:
+                self._request(settings.press)
+            state["held"] = False
+
+        button.when_held = held
+        button.when_released = released
+        return button
+
+    def _request(self, action: str) -> None:
+        if action == "none":
+            return
+        if action == "pause":
+            self.paused = not self.paused
+            action = "pause" if self.paused else "resume"
+        if self.on_request is not None:
+            self.on_request(action)
+
+    def close(self) -> None:
+        """Every output to its safe value, then release the pins. Safe to call twice or after a
+        failed start."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        for out in self.outputs.values():
+            try:
+                out.make_safe()
+            except Exception:
+                log.exception("could not set output %r to its safe value", out.settings.name)
+            try:
+                out.device.close()
+            except Exception:
+                log.exception("could not release output %r", out.settings.name)
+        if self.button is not None:
+            self.button.close()
+
+    def __enter__(self) -> RulesSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _build(settings: OutputSettings, pin_factory):
+    try:
+        return make_device(settings, pin_factory)
+    except Exception as exc:
+        raise PiposerError(f"output '{settings.name}': cannot use GPIO{settings.pin} as a {settings.kind}: {exc}") from None
