@@ -13,6 +13,7 @@ All positions are (y, x) in model-input pixels.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,6 @@ EDGES = np.array([
     (11, 13), (13, 15), (0, 6), (6, 8), (8, 10), (6, 12), (12, 14), (14, 16),
 ])
 NUM_PARTS = 17
-LOCAL_MAXIMUM_RADIUS = 1
 REFINE_STEPS = 2
 
 
@@ -75,48 +75,64 @@ def part_candidates(scores: np.ndarray, threshold: float) -> tuple[np.ndarray, n
 
     Returns (y, x, part, score) arrays; ties keep row-major order.
     """
-    h, w, _ = scores.shape
-    r = LOCAL_MAXIMUM_RADIUS
-    padded = np.pad(scores, ((r, r), (r, r), (0, 0)), constant_values=-np.inf)
-    neighbourhood_max = scores.copy()
-    for dy in range(2 * r + 1):
-        for dx in range(2 * r + 1):
-            np.maximum(neighbourhood_max, padded[dy:dy + h, dx:dx + w], out=neighbourhood_max)
-    y, x, part = np.nonzero((scores >= threshold) & (scores >= neighbourhood_max))
+    rows = scores.copy()  # separable 3x3 maximum: first along y, then along x
+    np.maximum(rows[1:], scores[:-1], out=rows[1:])
+    np.maximum(rows[:-1], scores[1:], out=rows[:-1])
+    window = rows.copy()
+    np.maximum(window[:, 1:], rows[:, :-1], out=window[:, 1:])
+    np.maximum(window[:, :-1], rows[:, 1:], out=window[:, :-1])
+    y, x, part = np.nonzero((scores >= threshold) & (scores >= window))
     score = scores[y, x, part]
     order = np.argsort(-score, kind="stable")
     return y[order], x[order], part[order], score[order]
 
 
+@functools.lru_cache(maxsize=8)
+def _cell_origins(h: int, w: int, stride: int) -> np.ndarray:
+    """(2, h*w, 1): the input-pixel (y, x) of every grid cell."""
+    return (np.stack(np.divmod(np.arange(h * w), w)) * float(stride))[:, :, None]
+
+
 class _Grid:
-    """Gathers from the output grids at the cell nearest a point, with PoseNet's rounding (half up) and clamping."""
+    """The output grids, prepared so that following one edge is a handful of gathers.
+
+    PoseNet snaps a point to its nearest cell (rounding halves up, clamped to the grid) and
+    refines it twice with that cell's offset. From a cell, the refined point and the next
+    cell depend only on (cell, part), so they are tabulated once per frame for all cells.
+    Points are (2, n) arrays, y then x: offsets hold 17 y channels then 17 x channels and
+    displacements 16 y then 16 x, so a grid viewed as (cells, 2, channels) splits without copying.
+    """
 
     def __init__(self, scores, offsets, displacements_fwd, displacements_bwd, stride: int):
         h, w, k = scores.shape
-        self.stride = stride
-        self.limit = np.array([h - 1, w - 1])
+        self.inv_stride = 1.0 / stride
+        self.limit = np.array([[h - 1], [w - 1]], dtype=np.float64)
         self.width = w
+        self.cells = h * w
         self.scores = scores.reshape(h * w, k)
-        # (cells, parts, yx) and (direction, cells, edges, yx), so one fancy index fetches a (y, x) pair.
-        self.offsets = np.stack((offsets[..., :k], offsets[..., k:]), axis=-1).reshape(h * w, k, 2)
         e = displacements_fwd.shape[-1] // 2
-        disp = np.stack([np.stack((d[..., :e], d[..., e:]), axis=-1) for d in (displacements_fwd, displacements_bwd)])
-        self.displacements = disp.reshape(2, h * w, e, 2)
+        # (yx, direction * cells + cell, edge): forward displacements, then backward
+        self.displacements = np.concatenate(
+            [d.reshape(h * w, 2, e).transpose(1, 0, 2) for d in (displacements_fwd, displacements_bwd)], axis=1)
+        # refined[:, c, t]: the point cell c's offset gives part t; next_cell[c, t]: the cell nearest it
+        self.refined = _cell_origins(h, w, stride) + offsets.reshape(h * w, 2, k).transpose(1, 0, 2)
+        self.next_cell = self.cell(self.refined.reshape(2, -1)).reshape(h * w, k)
 
-    def cell(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest grid cell (y, x) to each point, and its flat index."""
-        cells = np.clip(np.floor(points / self.stride + 0.5), 0, self.limit).astype(np.int64)
-        return cells, cells[:, 0] * self.width + cells[:, 1]
+    def cell(self, points: np.ndarray) -> np.ndarray:
+        """Flat index of the cell nearest each point of a (2, n) array (clamping first makes truncation a floor)."""
+        c = points * self.inv_stride
+        c += 0.5
+        np.maximum(c, 0.0, out=c)
+        np.minimum(c, self.limit, out=c)
+        yx = c.astype(np.intp)
+        return yx[0] * self.width + yx[1]
 
-    def traverse(self, sources, targets, edges, backward):
-        """Move from source points along edges to the target parts; returns target points and scores."""
-        _, flat = self.cell(sources)
-        points = sources + self.displacements[backward, flat, edges]
-        for _ in range(REFINE_STEPS):
-            cells, flat = self.cell(points)
-            points = cells * self.stride + self.offsets[flat, targets]
-        _, flat = self.cell(points)
-        return points, self.scores[flat, targets]
+    def traverse(self, sources, source_cells, targets, edges, backward):
+        """Move from (2, n) source points along edges to the target parts; returns target points, cells and scores."""
+        first = self.cell(sources + self.displacements[:, backward * self.cells + source_cells, edges])
+        second = self.next_cell[first, targets]
+        final = self.next_cell[second, targets]
+        return self.refined[:, second, targets], final, self.scores[final, targets]
 
 
 def decode_multiple(
@@ -136,46 +152,52 @@ def decode_multiple(
         return Decoded(np.zeros((0, NUM_PARTS, 2)), np.zeros((0, NUM_PARTS)), np.zeros(0))
     grid = _Grid(heatmap_scores, offsets, displacements_fwd, displacements_bwd, stride)
 
-    keypoints = np.zeros((n, NUM_PARTS, 2))
+    keypoints = np.zeros((2, n, NUM_PARTS))
+    cells = np.zeros((n, NUM_PARTS), dtype=np.intp)  # flat grid cell nearest each keypoint
     scores = np.zeros((n, NUM_PARTS))
     rows = np.arange(n)
-    flat = y * grid.width + x
-    keypoints[rows, part] = np.stack((y, x), axis=1) * stride + grid.offsets[flat, part]
+    root_cells = y * grid.width + x
+    keypoints[:, rows, part] = grid.refined[:, root_cells, part]
+    cells[rows, part] = grid.next_cell[root_cells, part]
     scores[rows, part] = root_score
 
-    # Each candidate's plan: the 16 steps of its root part, walked one wave at a time for all candidates.
-    steps = PLAN[(part[:, None] * 16 + np.arange(16)).ravel()].reshape(n, 16, 6)
-    for wave in range(1, MAX_WAVE + 1):
-        cand, step = np.nonzero(steps[:, :, 1] == wave)
-        if cand.size == 0:
-            continue
-        _, _, source, target, edge, backward = steps[cand, step].T
-        keypoints[cand, target], scores[cand, target] = grid.traverse(
-            keypoints[cand, source], target, edge, backward)
+    # Every candidate's 16 steps from its root part, grouped by wave (tree distance) across all candidates.
+    steps = PLAN[(part[:, None] * 16 + np.arange(16)).ravel()]
+    order = np.argsort(steps[:, 1], kind="stable")
+    cand = order // 16
+    _, wave, source, target, edge, backward = steps[order].T
+    bounds = np.searchsorted(wave, np.arange(1, MAX_WAVE + 2))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        c, s, t = cand[lo:hi], source[lo:hi], target[lo:hi]
+        keypoints[:, c, t], cells[c, t], scores[c, t] = grid.traverse(
+            keypoints[:, c, s], cells[c, s], t, edge[lo:hi], backward[lo:hi])
 
-    return _select(keypoints, scores, part, nms_radius ** 2, max_poses)
+    return _select(keypoints.transpose(1, 2, 0), scores, part, nms_radius ** 2, max_poses)
 
 
 def _select(keypoints, scores, part, squared_radius, max_poses) -> Decoded:
-    """Accept candidates in score order, skipping roots near the same part of an accepted pose."""
+    """Accept candidates in score order, skipping roots near the same part of an accepted pose.
+
+    A pose's score is the mean of its keypoint scores, leaving out keypoints that lie within
+    the radius of the same keypoint of an earlier pose.
+    """
     n = len(part)
     roots = keypoints[np.arange(n), part]
-    suppressed = np.zeros(n, dtype=bool)
+    suppressed = np.zeros(n + 1, dtype=bool)  # a sentinel False at the end ends the scan
     accepted: list[int] = []
-    instance_scores: list[float] = []
-    start = 0
+    i = 0
     while len(accepted) < max_poses:
-        free = np.flatnonzero(~suppressed[start:])
-        if free.size == 0:
+        i += int(np.argmin(suppressed[i:]))
+        if i == n:
             break
-        i = start + int(free[0])
-        kept = keypoints[accepted]  # (P, 17, 2) accepted so far
-        overlapped = (((kept - keypoints[i]) ** 2).sum(-1) <= squared_radius).any(axis=0)
-        instance_scores.append(float(scores[i][~overlapped].sum() / NUM_PARTS))
         accepted.append(i)
-        suppressed[i + 1:] |= ((roots[i + 1:] - keypoints[i, part[i + 1:]]) ** 2).sum(-1) <= squared_radius
-        start = i + 1
-    return Decoded(keypoints[accepted], scores[accepted], np.array(instance_scores))
+        suppressed[:n] |= ((roots - keypoints[i, part]) ** 2).sum(-1) <= squared_radius
+        i += 1
+    kept = keypoints[accepted]
+    near = ((kept[:, None] - kept[None]) ** 2).sum(-1) <= squared_radius  # (P, P, 17)
+    overlapped = (near & np.tri(len(accepted), k=-1, dtype=bool)[:, :, None]).any(axis=1)
+    kept_scores = scores[accepted]
+    return Decoded(kept, kept_scores, (kept_scores * ~overlapped).sum(axis=1) / NUM_PARTS)
 
 
 def decode_single(heatmap_scores: np.ndarray, offsets: np.ndarray, stride: int) -> Decoded:
