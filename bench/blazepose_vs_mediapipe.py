@@ -1,0 +1,193 @@
+"""piposer's BlazePose against MediaPipe itself (mediapipe==0.10.14, legacy `solutions.pose`), same frames, one run.
+
+    .venv/bin/python bench/blazepose_vs_mediapipe.py [--complexity lite full heavy] [--frames 103] [--rounds 2]
+
+MediaPipe is never a piposer dependency: it lives in its own venv (`.bench-venv/`, created and
+filled with pip on first use) and runs in a worker process that this same script becomes with
+`--worker`. Both sides read the same frames with OpenCV and time only their pose call.
+
+Agreement: per landmark, the distance between the two results divided by the diagonal of the
+box around MediaPipe's 33 landmarks, over landmarks both call visible (visibility >= 0.5); the
+median and 95th percentile over all frames. Speed: median milliseconds per frame of each side on
+the same video, measured in alternating rounds, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared")).resolve()
+BENCH_VENV = ROOT / ".bench-venv"
+MEDIAPIPE = "mediapipe==0.10.14"
+COMPLEXITY = {"lite": 0, "full": 1, "heavy": 2}
+VIDEOS = [SHARED / "data/video/room_single.avi", SHARED / "data/video/room_pair.mp4"]
+IMAGE_DIRS = [SHARED / "data/tflite_pose_testdata", SHARED / "data/coco_dev/images"]
+FPS = 30.0  # MediaPipe's solutions API stamps frames 1/30 s apart; piposer gets the same clock
+VISIBLE = 0.5
+os.environ.setdefault("PIPOSER_MODEL_DIR", str(SHARED / "models"))
+
+
+def frames(source: str, limit: int):
+    """BGR frames of a video file, or of a list of image files (one per line in `source`)."""
+    if source.endswith(".txt"):
+        for path in Path(source).read_text().split("\n")[:limit]:
+            if path:
+                yield cv2.imread(path)
+        return
+    capture = cv2.VideoCapture(source)
+    for _ in range(limit):
+        ok, image = capture.read()
+        if not ok:
+            break
+        yield image
+    capture.release()
+
+
+def run_mediapipe(source: str, limit: int, complexity: str, video: bool) -> dict:
+    """Worker side (inside .bench-venv): MediaPipe's legacy pose solution over the frames."""
+    import mediapipe as mp
+
+    pose = mp.solutions.pose.Pose(static_image_mode=not video, model_complexity=COMPLEXITY[complexity],
+                                  smooth_landmarks=True, enable_segmentation=False,
+                                  min_detection_confidence=0.5, min_tracking_confidence=0.5)
+    landmarks, times = [], []
+    for image in frames(source, limit):
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        start = time.perf_counter()
+        result = pose.process(rgb)
+        times.append(time.perf_counter() - start)
+        h, w = image.shape[:2]
+        if result.pose_landmarks is None:
+            landmarks.append(None)
+        else:
+            landmarks.append([[p.x * w, p.y * h, p.visibility] for p in result.pose_landmarks.landmark])
+    pose.close()
+    return {"landmarks": landmarks, "times": times}
+
+
+def run_piposer(source: str, limit: int, complexity: str, video: bool) -> dict:
+    from piposer.estimators import ModelSettings
+    from piposer.estimators.blazepose import BlazePoseEstimator, BlazePoseSettings
+    from piposer.types import Frame
+
+    estimator = BlazePoseEstimator(ModelSettings(name=f"blazepose-{complexity}", num_threads=2),
+                                   BlazePoseSettings(running_mode="video" if video else "image"))
+    landmarks, times = [], []
+    for i, image in enumerate(frames(source, limit)):
+        frame = Frame(image, i, i / FPS)
+        start = time.perf_counter()
+        poses = estimator.estimate(frame)
+        times.append(time.perf_counter() - start)
+        landmarks.append([[k.x, k.y, k.visibility] for k in poses[0].keypoints] if poses else None)
+    estimator.close()
+    return {"landmarks": landmarks, "times": times, "detector_runs": estimator.detector_runs}
+
+
+def ensure_bench_venv() -> Path:
+    """The separate venv with MediaPipe, and MediaPipe's lite/heavy models (the wheel only carries full).
+
+    MediaPipe downloads those on first use; where its host is unreachable they are linked from
+    piposer's model store (same files, same sha256).
+    """
+    python = BENCH_VENV / "bin/python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", MEDIAPIPE, "numpy<2",
+                        "opencv-python-headless<4.11"], check=True)
+    from piposer import modelstore
+
+    site = subprocess.run([str(python), "-c", "import mediapipe, os; print(os.path.dirname(mediapipe.__file__))"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    for name in ("lite", "heavy"):
+        target = Path(site) / f"modules/pose_landmark/pose_landmark_{name}.tflite"
+        if not target.exists():
+            target.symlink_to(modelstore.resolve(f"blazepose-{name}").path.resolve())
+    return python
+
+
+def worker(python: Path, source: str, limit: int, complexity: str, video: bool) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run([str(python), __file__, "--worker", source, str(limit), complexity, str(int(video)), out.name],
+                       check=True, stderr=subprocess.DEVNULL)
+        return json.loads(Path(out.name).read_text())
+
+
+def agreement(ours: list, theirs: list) -> dict:
+    """Landmark distances over the bounding-box diagonal, and how often only one side found a pose."""
+    errors, only_one = [], 0
+    for a, b in zip(ours, theirs):
+        if (a is None) != (b is None):
+            only_one += 1
+        if a is None or b is None:
+            continue
+        a, b = np.asarray(a), np.asarray(b)
+        diagonal = np.linalg.norm(b[:, :2].max(axis=0) - b[:, :2].min(axis=0))
+        both = (a[:, 2] >= VISIBLE) & (b[:, 2] >= VISIBLE)
+        errors.extend(np.linalg.norm(a[both, :2] - b[both, :2], axis=1) / diagonal)
+    errors = np.asarray(errors)
+    return {"median": float(np.median(errors)) if errors.size else float("nan"),
+            "p95": float(np.percentile(errors, 95)) if errors.size else float("nan"),
+            "landmarks": int(errors.size), "only_one": only_one}
+
+
+def compare(python: Path, source: str, limit: int, complexity: str, video: bool, rounds: int) -> dict:
+    """Alternate MediaPipe and piposer runs over the same frames; agreement from the first round."""
+    ours_times, theirs_times, first = [], [], None
+    for _ in range(rounds):
+        theirs = worker(python, source, limit, complexity, video)
+        ours = run_piposer(source, limit, complexity, video)
+        first = first or (ours, theirs)
+        # the first frame of a run includes warm-up (model load, XNNPACK packing): left out of the speed
+        theirs_times += theirs["times"][1:]
+        ours_times += ours["times"][1:]
+    ours_ms, theirs_ms = 1000 * np.median(ours_times), 1000 * np.median(theirs_times)
+    return {**agreement(first[0]["landmarks"], first[1]["landmarks"]), "frames": len(first[0]["times"]),
+            "ours_ms": ours_ms, "theirs_ms": theirs_ms, "speedup": theirs_ms / ours_ms,
+            "detector_runs": first[0]["detector_runs"]}
+
+
+def image_list(limit: int) -> str:
+    paths = sorted(str(p) for d in IMAGE_DIRS for p in d.iterdir() if p.suffix in (".png", ".jpg", ".jpeg"))
+    list_file = Path(tempfile.gettempdir()) / "piposer_blazepose_bench_images.txt"
+    list_file.write_text("\n".join(paths[:limit]))
+    return str(list_file)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--complexity", nargs="+", default=["lite", "full", "heavy"], choices=list(COMPLEXITY))
+    parser.add_argument("--frames", type=int, default=103)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    python = ensure_bench_venv()
+    print("| model | input | mode | frames | median dist / bbox diag | p95 | landmarks compared | "
+          "frames only one side found a pose | piposer ms | MediaPipe ms | speed ratio | piposer detector runs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    images = image_list(1000)
+    for complexity in args.complexity:
+        runs = [(str(v), v.name, video) for v in VIDEOS for video in (True, False)] + [(images, "photos", False)]
+        for source, label, video in runs:
+            r = compare(python, source, args.frames, complexity, video, args.rounds)
+            print(f"| {complexity} | {label} | {'video' if video else 'image'} | {r['frames']} | "
+                  f"{100 * r['median']:.2f}% | {100 * r['p95']:.2f}% | {r['landmarks']} | {r['only_one']} | "
+                  f"{r['ours_ms']:.1f} | {r['theirs_ms']:.1f} | {r['speedup']:.2f}x | {r['detector_runs']} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        source, limit, complexity, video, out = sys.argv[2:7]
+        Path(out).write_text(json.dumps(run_mediapipe(source, int(limit), complexity, video == "1")))
+    else:
+        main()

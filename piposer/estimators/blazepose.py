@@ -1,0 +1,297 @@
+"""MediaPipe BlazePose on plain TFLite: person detector, ROI crop, 33-landmark model, tracking and smoothing.
+
+The pipeline follows MediaPipe's pose landmark graph: the detector finds people and two alignment
+points each (hip centre, a point past the head); a rotated square ROI around them is warped into
+the landmark model, whose landmarks are projected back into the image. In video mode the next
+frame's ROI comes from this frame's landmarks and the detector is skipped while the pose holds;
+landmarks are smoothed with One-Euro filters tuned as in MediaPipe's pose graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from .. import modelstore
+from ..backend import Model, Tensor
+from ..errors import PiposerError
+from ..smoothing import LowPassFilter, OneEuroFilter, OneEuroParams
+from ..types import BLAZEPOSE33, COCO17, Box, Frame, Pose, make_pose
+from . import ModelSettings
+from .roi import Roi, crop, letterbox_padding, letterbox_roi, paste, roi_from_alignment
+from .ssd import decode, iou, remove_letterbox, sigmoid, ssd_anchors, weighted_nms
+
+DETECTOR_SIZE = 224
+LANDMARK_SIZE = 256
+ROI_SCALE = 1.25          # margin around the alignment square the landmark model was trained with
+NMS_THRESHOLD = 0.3       # IoU above which detections merge
+SAME_PERSON_IOU = 0.5     # ROIs overlapping more than this track the same person
+NUM_LANDMARKS = 33        # the model also predicts 6 auxiliary points; 33 and 34 align the next ROI
+HEATMAP_KERNEL = 7        # window for refining landmarks on the heatmap
+HEATMAP_MIN_CONFIDENCE = 0.5
+
+# MediaPipe's pose graph filters (pose_landmark_filtering): landmarks, the ROI alignment points
+# (smoothed harder so the crop stays put), world landmarks (metres, not scaled by object size).
+LANDMARK_FILTER = OneEuroParams(min_cutoff=0.05, beta=80.0, derivate_cutoff=1.0)
+AUX_FILTER = OneEuroParams(min_cutoff=0.01, beta=10.0, derivate_cutoff=1.0)
+WORLD_FILTER = OneEuroParams(min_cutoff=0.1, beta=40.0, derivate_cutoff=1.0)
+VISIBILITY_ALPHA = 0.1
+
+
+@dataclass
+class BlazePoseSettings:
+    """[blazepose]: options named as in MediaPipe's Pose Landmarker; `model.name` picks lite/full/heavy.
+
+    `running_mode = "image"` treats every frame on its own; "video" tracks people from frame to frame
+    (skipping the detector while they stay found) and smooths landmarks if `smooth_landmarks`.
+    """
+
+    running_mode: Literal["image", "video"] = "video"
+    num_poses: int = 1
+    min_pose_detection_confidence: float = 0.5
+    min_pose_presence_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    output_segmentation_masks: bool = False
+    smooth_landmarks: bool = True
+    detector: str = "blazepose-detector"
+
+    def __post_init__(self):
+        if self.num_poses < 1:
+            raise ValueError(f"blazepose.num_poses must be >= 1, not {self.num_poses}")
+        for name in ("min_pose_detection_confidence", "min_pose_presence_confidence", "min_tracking_confidence"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"blazepose.{name} must be within 0..1, not {value}")
+
+
+def _tensors(model: Model, input_size: int, outputs: dict[str, tuple[int, ...]], what: str) -> dict[str, Tensor]:
+    """Check the model's input size and find its outputs by shape; anything else is a clear error naming the file."""
+    found = {name: next((t for t in model.outputs if t.shape == shape), None) for name, shape in outputs.items()}
+    if None in found.values() or [t.shape for t in model.inputs] != [(1, input_size, input_size, 3)]:
+        shapes = lambda tensors: ", ".join(str(list(t.shape)) for t in tensors)  # noqa: E731
+        raise PiposerError(
+            f"model {model.path} is not a {what}: expected input [1, {input_size}, {input_size}, 3] and outputs "
+            f"{', '.join(str(list(s)) for s in outputs.values())}; it has input {shapes(model.inputs)}, "
+            f"outputs {shapes(model.outputs)}")
+    return found
+
+
+class PoseDetector:
+    """The BlazePose person detector: letterboxed frame in, hip centre and scale point per person out."""
+
+    def __init__(self, path, num_threads: int):
+        self.model = Model(path, num_threads)
+        self.anchors = ssd_anchors()
+        n = len(self.anchors)
+        self.tensors = _tensors(self.model, DETECTOR_SIZE, {"boxes": (1, n, 12), "scores": (1, n, 1)},
+                                "BlazePose person detector")
+
+    def detect(self, image: np.ndarray, mirror: bool, min_score: float, max_count: int) -> list[Roi]:
+        """ROIs (image pixels) of up to `max_count` people, best first."""
+        height, width = image.shape[:2]
+        patch = crop(image, letterbox_roi(width, height), DETECTOR_SIZE, mirror, cv2.BORDER_CONSTANT)
+        tensor = patch[None, :, :, ::-1].astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
+        self.model.run(tensor)
+        dets = decode(self.model.output(self.tensors["boxes"]), self.model.output(self.tensors["scores"]),
+                      self.anchors, DETECTOR_SIZE, min_score)
+        dets = remove_letterbox(weighted_nms(dets, NMS_THRESHOLD, max_count), letterbox_padding(width, height))
+        points = dets.keypoints * np.array([width, height], dtype=np.float32)
+        return [roi_from_alignment(p[0], p[1], ROI_SCALE) for p in points]
+
+
+@dataclass
+class Landmarks:
+    """One landmark-model result in image pixels: xyz (39, 3) with z scaled like x, world (33, 3) in metres."""
+
+    xyz: np.ndarray
+    visibility: np.ndarray
+    presence: np.ndarray
+    world: np.ndarray
+    score: float
+    mask: np.ndarray | None = None
+
+    def alignment_roi(self, scale: float = ROI_SCALE) -> Roi:
+        """The ROI for the next frame, from the auxiliary hip-centre and scale points."""
+        aux = self.xyz[NUM_LANDMARKS:NUM_LANDMARKS + 2, :2]
+        return roi_from_alignment(aux[0], aux[1], scale)
+
+
+def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """Move landmarks (L, 2, normalized to the ROI) to the sigmoid-weighted centroid of their heatmap window.
+
+    As in MediaPipe: a 7x7 window around each landmark's heatmap cell (zero outside the map); a
+    landmark moves only if its window's peak confidence reaches 0.5 and it lies on the map.
+    """
+    size, count = heatmap.shape[0], heatmap.shape[2]
+    half = HEATMAP_KERNEL // 2
+    cells = np.trunc(xy * size).astype(int)
+    # MediaPipe skips landmarks left of, right of or above the map; below it, the window just shrinks.
+    inside = (cells[:, 0] >= 0) & (cells[:, 0] < size) & (cells[:, 1] >= 0)
+    cells = np.clip(cells, -half - 1, size + half)  # beyond this the window is all padding anyway
+    pad = HEATMAP_KERNEL
+    padded = np.pad(heatmap, ((pad, pad), (pad, pad), (0, 0)), constant_values=-100.0)
+    steps = np.arange(HEATMAP_KERNEL)
+    rows = (cells[:, 1] + pad - half)[:, None, None] + steps[None, :, None]
+    cols = (cells[:, 0] + pad - half)[:, None, None] + steps[None, None, :]
+    conf = sigmoid(padded[rows, cols, np.arange(count)[:, None, None]])
+    total = conf.sum(axis=(1, 2))
+    offsets = steps - half
+    centroid = cells + np.stack([
+        (conf.sum(axis=1) * offsets).sum(axis=1), (conf.sum(axis=2) * offsets).sum(axis=1),
+    ], axis=1) / np.maximum(total, 1e-30)[:, None]
+    refine = inside & (conf.max(axis=(1, 2)) >= HEATMAP_MIN_CONFIDENCE)
+    return np.where(refine[:, None], centroid / size, xy)
+
+
+class PoseLandmarker:
+    """The BlazePose landmark model: a ROI of the frame in, 33 landmarks with visibility out."""
+
+    def __init__(self, path, num_threads: int):
+        self.model = Model(path, num_threads)
+        self.tensors = _tensors(self.model, LANDMARK_SIZE, {
+            "landmarks": (1, 195), "flag": (1, 1), "mask": (1, LANDMARK_SIZE, LANDMARK_SIZE, 1),
+            "heatmap": (1, 64, 64, 39), "world": (1, 117),
+        }, "BlazePose landmark model")
+
+    def _output(self, name: str) -> np.ndarray:
+        return self.model.output(self.tensors[name])
+
+    def landmarks(self, image: np.ndarray, roi: Roi, mirror: bool, with_mask: bool) -> Landmarks:
+        """Landmarks of the person in `roi` (pixels of the possibly mirrored image)."""
+        patch = crop(image, roi, LANDMARK_SIZE, mirror)
+        self.model.run(patch[None, :, :, ::-1].astype(np.float32) * np.float32(1 / 255))
+        out = self._output
+        raw = out("landmarks").reshape(39, 5).astype(np.float64)
+        xy = refine_from_heatmap(raw[:, :2] / LANDMARK_SIZE, out("heatmap"))
+        xyz = np.empty((39, 3))
+        xyz[:, :2] = roi.project(xy * LANDMARK_SIZE, LANDMARK_SIZE)
+        xyz[:, 2] = raw[:, 2] * (roi.size / LANDMARK_SIZE)
+        world = out("world").reshape(39, 3)[:NUM_LANDMARKS].astype(np.float64)
+        world[:, :2] = roi.rotate(world[:, :2])
+        height, width = image.shape[:2]
+        mask = paste(sigmoid(out("mask")[:, :, 0]), roi, (width, height)) if with_mask else None
+        return Landmarks(xyz, sigmoid(raw[:, 3]), sigmoid(raw[:, 4]), world, float(out("flag")[0]), mask)
+
+
+class PoseSmoother:
+    """MediaPipe's pose landmark filtering for one tracked person (landmarks, alignment points, world, visibility)."""
+
+    def __init__(self):
+        self.landmarks = OneEuroFilter(LANDMARK_FILTER)
+        self.aux = OneEuroFilter(AUX_FILTER)
+        self.world = OneEuroFilter(WORLD_FILTER)
+        self.visibility = LowPassFilter(VISIBILITY_ALPHA)
+
+    def __call__(self, lm: Landmarks, timestamp: float) -> Landmarks:
+        """Smoothed copy of `lm`; speeds are measured in body sizes (the unscaled alignment square)."""
+        object_scale = lm.alignment_roi(scale=1.0).size
+        if object_scale < 1e-6:
+            return lm
+        xyz = lm.xyz.copy()
+        xyz[:NUM_LANDMARKS] = self.landmarks(lm.xyz[:NUM_LANDMARKS], timestamp, 1.0 / object_scale)
+        aux = slice(NUM_LANDMARKS, NUM_LANDMARKS + 2)
+        xyz[aux] = self.aux(lm.xyz[aux], timestamp, 1.0 / object_scale)
+        visibility = lm.visibility.copy()
+        visibility[:NUM_LANDMARKS] = self.visibility(lm.visibility[:NUM_LANDMARKS])
+        return Landmarks(xyz, visibility, lm.presence, self.world(lm.world, timestamp), lm.score, lm.mask)
+
+
+@dataclass
+class Track:
+    """A person followed from frame to frame: where to look next and the filters holding their history."""
+
+    roi: Roi
+    smoother: PoseSmoother | None = field(default=None)
+
+
+def _overlaps(roi: Roi, others: list[Roi]) -> bool:
+    return bool(others) and bool((iou(roi.bounds(), np.stack([o.bounds() for o in others])) > SAME_PERSON_IOU).any())
+
+
+class BlazePoseEstimator:
+    """BlazePose on TFLite: frame in, up to `num_poses` poses (BlazePose-33 layout, image pixels) out.
+
+    Keypoint `score` is the landmark's visibility; the pose score is the landmark model's presence.
+    `detector_runs` counts detector invocations (tracking skips it while people stay found).
+    """
+
+    layout = BLAZEPOSE33
+
+    def __init__(self, model: ModelSettings | None = None, settings: BlazePoseSettings | None = None):
+        self.model_settings = model or ModelSettings(name="blazepose-full")
+        self.settings = settings or BlazePoseSettings()
+        landmark = modelstore.resolve(self.model_settings.name)
+        detector = modelstore.resolve(self.settings.detector)
+        self.model_name = landmark.info.name if landmark.info else landmark.path.name
+        threads = self.model_settings.num_threads
+        self.detector = PoseDetector(detector.path, threads)
+        self.landmarker = PoseLandmarker(landmark.path, threads)
+        self.tracks: list[Track] = []
+        self.detector_runs = 0
+
+    @property
+    def tracking(self) -> bool:
+        return self.settings.running_mode == "video"
+
+    def estimate(self, frame: Frame) -> list[Pose]:
+        image, mirror = frame.image, self.model_settings.flip_horizontal
+        s = self.settings
+        found: list[tuple[Track, Landmarks]] = []
+        for track in self.tracks if self.tracking else ():
+            lm = self._landmarks(image, track.roi, mirror)
+            if lm.score >= s.min_tracking_confidence and not _overlaps(track.roi, [t.roi for t, _ in found]):
+                found.append((track, lm))
+        if len(found) < s.num_poses:
+            self.detector_runs += 1
+            for roi in self.detector.detect(image, mirror, s.min_pose_detection_confidence, s.num_poses):
+                if len(found) >= s.num_poses or _overlaps(roi, [t.roi for t, _ in found]):
+                    continue
+                lm = self._landmarks(image, roi, mirror)
+                if lm.score >= s.min_pose_presence_confidence:
+                    found.append((Track(roi, PoseSmoother() if s.smooth_landmarks else None), lm))
+        poses = []
+        for track, lm in found:
+            if track.smoother is not None and self.tracking:
+                lm = track.smoother(lm, frame.timestamp)
+            track.roi = lm.alignment_roi()
+            poses.append(self._pose(lm, (image.shape[1], image.shape[0])))
+        self.tracks = [track for track, _ in found] if self.tracking else []
+        return poses
+
+    def _landmarks(self, image: np.ndarray, roi: Roi, mirror: bool) -> Landmarks:
+        return self.landmarker.landmarks(image, roi, mirror, self.settings.output_segmentation_masks)
+
+    def _pose(self, lm: Landmarks, image_size: tuple[int, int]) -> Pose:
+        visibility = lm.visibility[:NUM_LANDMARKS]
+        pose = make_pose(BLAZEPOSE33, lm.xyz[:NUM_LANDMARKS, :2], visibility, image_size,
+                         self.model_settings.keypoint_threshold, lm.score,
+                         z=lm.xyz[:NUM_LANDMARKS, 2] / image_size[0], visibility=visibility)
+        pose.world = lm.world
+        pose.mask = lm.mask
+        return pose
+
+    def reset(self) -> None:
+        """Forget tracked people (e.g. when the video source jumps)."""
+        self.tracks = []
+
+    def close(self) -> None:
+        self.tracks = []
+
+
+COCO_FROM_BLAZEPOSE = np.array([BLAZEPOSE33.index(name) for name in COCO17.keypoints])
+
+
+def to_coco17(pose: Pose) -> Pose:
+    """The same person in the COCO-17 layout (every COCO keypoint has a same-named BlazePose landmark)."""
+    if pose.layout is COCO17:
+        return pose
+    keypoints = tuple(pose.keypoints[i] for i in COCO_FROM_BLAZEPOSE)
+    xy = np.array([(k.x, k.y) for k in keypoints])
+    detected = np.array([k.detected for k in keypoints])
+    span = xy[detected] if detected.any() else xy
+    box = Box(*(float(v) for v in (*span.min(axis=0), *span.max(axis=0))))
+    world = None if pose.world is None else pose.world[COCO_FROM_BLAZEPOSE]
+    return replace(pose, keypoints=keypoints, layout=COCO17, box=box, world=world)

@@ -1,0 +1,105 @@
+"""Rotated square regions of interest: built from two alignment points, cropped out with one affine warp.
+
+A `Roi` maps the model's square input onto the image: input corner (0, 0) lands on the ROI's
+top-left corner, (size, size) on its bottom-right, as MediaPipe's image-to-tensor step does with
+OpenCV, so landmarks come back through the very same matrix the crop used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A square region in image pixels: centre, side length, and rotation in radians.
+
+    Rotation turns the ROI's up axis: a point `p` of the ROI (relative to its centre, in the ROI's
+    own upright frame) lands at `centre + R(rotation) @ p` in the image (y pointing down).
+    """
+
+    cx: float
+    cy: float
+    size: float
+    rotation: float = 0.0
+
+    def to_image(self, input_size: int) -> np.ndarray:
+        """The 2x3 affine matrix from model-input pixels (0..input_size) to image pixels."""
+        c, s = math.cos(self.rotation), math.sin(self.rotation)
+        k = self.size / input_size
+        linear = np.array([[c, -s], [s, c]]) * k
+        offset = np.array([self.cx, self.cy]) - linear @ np.full(2, input_size / 2)
+        return np.hstack([linear, offset[:, None]])
+
+    def project(self, points: np.ndarray, input_size: int) -> np.ndarray:
+        """Model-input pixel positions (N, 2) to image pixels (N, 2)."""
+        m = self.to_image(input_size)
+        return points @ m[:, :2].T + m[:, 2]
+
+    def rotate(self, vectors: np.ndarray) -> np.ndarray:
+        """Turn (N, 2) vectors from the ROI's upright frame into the image frame (no scaling)."""
+        c, s = math.cos(self.rotation), math.sin(self.rotation)
+        return vectors @ np.array([[c, s], [-s, c]])
+
+    def bounds(self) -> np.ndarray:
+        """The unrotated square as x0, y0, x1, y1, for overlap tests between ROIs."""
+        half = self.size / 2
+        return np.array([self.cx - half, self.cy - half, self.cx + half, self.cy + half])
+
+
+def normalize_angle(angle: float) -> float:
+    """An angle folded into [-pi, pi)."""
+    return angle - 2 * math.pi * math.floor((angle + math.pi) / (2 * math.pi))
+
+
+def roi_from_alignment(centre: np.ndarray, scale_point: np.ndarray, scale: float = 1.25) -> Roi:
+    """The ROI MediaPipe derives from two alignment points (pixels): a body centre and a point past the head.
+
+    The side is twice their distance, grown by `scale` for the margin the model was trained with,
+    and the rotation turns the centre-to-scale-point direction to straight up.
+    """
+    dx, dy = (np.asarray(scale_point, dtype=np.float64) - np.asarray(centre, dtype=np.float64))
+    rotation = normalize_angle(math.pi / 2 - math.atan2(-dy, dx))
+    return Roi(float(centre[0]), float(centre[1]), 2.0 * math.hypot(dx, dy) * scale, rotation)
+
+
+def letterbox_roi(width: int, height: int) -> Roi:
+    """The whole image as a square ROI around its centre: cropping it letterboxes the image."""
+    return Roi(width / 2, height / 2, float(max(width, height)))
+
+
+def letterbox_padding(width: int, height: int) -> tuple[float, float]:
+    """The normalized border (x, y) on each side that `letterbox_roi` adds."""
+    side = max(width, height)
+    return (side - width) / (2 * side), (side - height) / (2 * side)
+
+
+def mirror_matrix(width: int) -> np.ndarray:
+    """2x3 affine matrix from mirrored-image pixels to source-image pixels (a horizontal flip)."""
+    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]])
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2x3 affine matrix doing `inner` then `outer`."""
+    return outer[:, :2] @ inner + np.hstack([np.zeros((2, 2)), outer[:, 2:]])
+
+
+def crop(image: np.ndarray, roi: Roi, input_size: int, mirror: bool = False,
+         border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """Warp the ROI of `image` into an `input_size` square (bilinear); `mirror` flips the image first."""
+    matrix = roi.to_image(input_size)
+    if mirror:
+        matrix = compose(mirror_matrix(image.shape[1]), matrix)
+    return cv2.warpAffine(image, matrix, (input_size, input_size),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border, borderValue=0)
+
+
+def paste(values: np.ndarray, roi: Roi, image_size: tuple[int, int]) -> np.ndarray:
+    """Warp a square model-input map (e.g. a mask) back onto a `width, height` image, zero outside the ROI."""
+    matrix = roi.to_image(values.shape[0])
+    return cv2.warpAffine(values, matrix, image_size, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
