@@ -38,5 +38,23 @@ eval: venv
 bench: venv
 	$(PY) bench/posenet_bench.py
 
+# Long run through the whole loop (real video, looping, MQTT to a local broker): RSS growth and fps.
+soak: venv test-deps
+	$(PY) bench/soak.py $(SOAK_ARGS)
+
+# make deploy HOST=user@pi: rsync the project to the Pi and run deploy/install.sh there as root.
+# SSH_OPTS, REMOTE_DIR, DEPLOY_PREFIX and the PIPOSER_SKIP_* / PIPOSER_WITH_MOSQUITTO / PIPOSER_MODEL
+# switches (see deploy/install.sh) are passed through; the deploy test uses them to install into a temp dir.
+SSH_PORT ?= 22
+SSH_OPTS ?= -p $(SSH_PORT) $(if $(SSH_KEY),-i $(SSH_KEY) -o IdentitiesOnly=yes) -o StrictHostKeyChecking=accept-new
+REMOTE_DIR ?= piposer-src
+DEPLOY_ENV = $(if $(DEPLOY_PREFIX),PIPOSER_PREFIX=$(DEPLOY_PREFIX)) $(foreach v,PIPOSER_SKIP_APT PIPOSER_SKIP_SYSTEMD PIPOSER_SKIP_MODEL PIPOSER_WITH_MOSQUITTO PIPOSER_MODEL,$(if $($(v)),$(v)=$($(v))))
+RSYNC_EXCLUDES := .git .venv .bench-venv __pycache__ '*.egg-info' .pytest_cache .hypothesis out build
+
+deploy:
+	@test -n "$(HOST)" || { echo "usage: make deploy HOST=user@raspberrypi.local"; exit 2; }
+	rsync -az --delete -e "ssh $(SSH_OPTS)" $(foreach x,$(RSYNC_EXCLUDES),--exclude $(x)) ./ "$(HOST):$(REMOTE_DIR)/"
+	ssh $(SSH_OPTS) "$(HOST)" 'cd $(REMOTE_DIR) && SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo) && $$SUDO env $(DEPLOY_ENV) bash deploy/install.sh'
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

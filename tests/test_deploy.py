@@ -1,0 +1,148 @@
+"""`make deploy` for real: an OpenSSH server on a loopback port (throwaway host key, client key and
+authorized_keys) receives the project over rsync and runs deploy/install.sh into a temp prefix,
+with the apt and systemd steps switched off (PIPOSER_SKIP_APT=1, PIPOSER_SKIP_SYSTEMD=1).
+Also: shellcheck on the shell scripts, and `systemd-analyze verify` on the unit.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import MODELS, ROOT
+
+SSHD = "/usr/sbin/sshd"
+MODEL_FILE = MODELS / "converted_from_tfjs" / "posenet_mobilenet_v1_075_stride16_float.tflite"
+
+
+def need(*tools: str) -> None:
+    missing = [t for t in tools if not shutil.which(t) and not Path(t).exists()]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (make test-deps)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """A non-daemon sshd on 127.0.0.1 that lets the current user in with a fresh key; yields SSH options."""
+    need(SSHD, "ssh", "ssh-keygen", "rsync")
+    d = tmp_path / "ssh"
+    d.mkdir()
+    for key in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
+    port = free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"sshd did not start: {server.stderr.read() if server.poll() is not None else 'timeout'}")
+            time.sleep(0.05)
+    yield (f"-p {port} -i {d / 'client_key'} -o IdentitiesOnly=yes -o BatchMode=yes "
+           "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def make_deploy(ssh_opts: str, prefix: Path, remote: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "-s", "deploy", f"HOST={getpass.getuser()}@127.0.0.1", f"SSH_OPTS={ssh_opts}",
+         f"REMOTE_DIR={remote}", f"DEPLOY_PREFIX={prefix}", "PIPOSER_SKIP_APT=1", "PIPOSER_SKIP_SYSTEMD=1",
+         f"PIPOSER_MODEL={MODEL_FILE}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_make_deploy_installs_over_ssh_and_is_idempotent(sshd, tmp_path):
+    need("make")
+    prefix, remote = tmp_path / "root", tmp_path / "remote-src"
+    result = make_deploy(sshd, prefix, remote)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    app = prefix / "opt/piposer"
+    # code: copied without the developer's venv or git history
+    assert (app / "src/piposer/app.py").read_bytes() == (ROOT / "piposer/app.py").read_bytes()
+    assert (app / "src/models/manifest.toml").is_file()
+    assert not (app / "src/.git").exists() and not (app / "src/.venv").exists()
+    # venv: sees the system packages (apt's picamera2 on a Pi) and has piposer installed from the copy
+    assert "include-system-site-packages = true" in (app / "venv/pyvenv.cfg").read_text()
+    assert (app / "venv/bin/piposer").is_file()
+    probe = subprocess.run(
+        [app / "venv/bin/python", "-c", "import piposer.app, piposer.sources; print(piposer.app.__file__)"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip().startswith(str(app / "venv/lib"))
+    # config, unit and model where the service expects them
+    config = prefix / "etc/piposer/config.toml"
+    assert config.read_text() == (ROOT / "deploy/config.toml").read_text()
+    assert config.stat().st_mode & 0o777 == 0o640
+    assert (prefix / "etc/systemd/system/piposer.service").read_text() == (ROOT / "deploy/piposer.service").read_text()
+    model = prefix / "var/lib/piposer/models" / MODEL_FILE.name
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest()
+    assert "systemd steps skipped" in result.stdout and "apt skipped" in result.stdout
+
+    # again: the user's config edits survive, the venv is reused, stale code is removed
+    config.write_text(config.read_text() + "\n# edited on the Pi\n")
+    venv_cfg_mtime = (app / "venv/pyvenv.cfg").stat().st_mtime_ns
+    (app / "src/piposer/stale.py").write_text("")
+    again = make_deploy(sshd, prefix, remote)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert config.read_text().endswith("# edited on the Pi\n")
+    assert "keeping existing" in again.stdout
+    assert (app / "venv/pyvenv.cfg").stat().st_mtime_ns == venv_cfg_mtime
+    assert not (app / "src/piposer/stale.py").exists()
+
+
+def test_deploy_without_host_says_how():
+    need("make")
+    result = subprocess.run(["make", "-s", "deploy", "HOST="], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "usage: make deploy HOST=user@" in result.stdout
+
+
+def test_shell_scripts_pass_shellcheck():
+    need("shellcheck")
+    scripts = [ROOT / "deploy/install.sh", ROOT / ".ci/run"]
+    result = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path):
+    """verify insists the ExecStart binary exists, so a temp copy points it at /bin/true; everything else is checked as is."""
+    need("systemd-analyze")
+    text = (ROOT / "deploy/piposer.service").read_text()
+    exec_start = "ExecStart=/opt/piposer/venv/bin/piposer run --config /etc/piposer/config.toml"
+    assert exec_start in text
+    unit = tmp_path / "piposer.service"
+    unit.write_text(text.replace(exec_start, "ExecStart=/bin/true run --config /etc/piposer/config.toml"))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    # unknown or misspelt keys are only warnings: there must be none for our unit
+    assert "piposer.service" not in result.stderr, result.stderr
+    for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=piposer", "SupplementaryGroups=video gpio",
+                "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes"):
+        assert key in text
