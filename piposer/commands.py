@@ -94,7 +94,7 @@ def _json_object(payload: bytes | str) -> dict:
     try:
         data = json.loads(payload, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        raise CommandError(f"payload is not valid JSON ({_short(exc)})") from None
+        raise CommandError(f"payload is not valid JSON ({_short(exc, 80)})") from None
     if not isinstance(data, dict):
         raise CommandError(f'payload must be a JSON object like {{"command": "pause"}}, not {type(data).__name__}')
     return data

@@ -11,6 +11,8 @@ Used by the MQTT tests and importable by end-to-end and soak tests.
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -61,6 +63,7 @@ class Broker:
         self.process: subprocess.Popen | None = None
         lines = [
             f"listener {self.port} {self.host}",
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",  # as root, mosquitto would switch to 'mosquitto'
             f"allow_anonymous {'false' if users else 'true'}",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {self.directory}/",
@@ -183,7 +186,8 @@ class Subscriber:
         with self._changed:
             found = lambda: [m for m in self.messages if m.topic == topic and where(m)]  # noqa: E731
             if not self._changed.wait_for(lambda: len(found()) >= count, timeout):
-                raise AssertionError(f"{len(found())} of {count} messages on {topic} after {timeout} s: {found()[-3:]}")
+                last = [m.payload[:60] for m in found()[-3:]]
+                raise AssertionError(f"{len(found())} of {count} messages on {topic} after {timeout} s; last: {last}")
             return found()
 
     def publish(self, topic: str, payload, retain: bool = False) -> None:

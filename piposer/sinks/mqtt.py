@@ -208,18 +208,20 @@ class MqttSink:
         self._outbox.put_event(Message(self.topics["events"], encode(event_payload(kind, fields)), self.settings.qos))
 
     def publish_stats(self, stats: dict) -> None:
-        """Queue the `stats` message: the app's figures plus the sink's own (drops, latency, temperature, uptime)."""
+        """Queue the `stats` message: the app's figures, plus CPU temperature and uptime unless the app gave
+        them, plus the sink's own under `mqtt` (drops, messages lost with the connection, latency)."""
         latencies = list(self._latencies)
         self._latencies.clear()
         message = {
-            **stats,
-            "publish_latency_ms": percentiles_ms(latencies),
-            "queue_drops": self._outbox.drops,
-            "unsent": self.unsent,
-            "reconnects": self.reconnects,
-            "connected": self.connected.is_set(),
-            "cpu_temp_c": stats.get("cpu_temp_c", cpu_temperature()),
+            "cpu_temp_c": cpu_temperature(),
             "uptime_s": round(self.clock() - self._started_at, 1),
+            **stats,
+            "mqtt": {
+                "queue_drops": self._outbox.drops,
+                "unsent": self.unsent,
+                "reconnects": self.reconnects,
+                "publish_latency_ms": percentiles_ms(latencies),
+            },
         }
         self._outbox.put_event(Message(self.topics["stats"], encode(message), self.settings.qos))
 
@@ -259,7 +261,7 @@ class MqttSink:
                 self._window_moved.wait(0.05)
                 self._window_moved.clear()
                 continue
-            message = self._outbox.get(timeout=0.2)
+            message = self._outbox.get(timeout=0.2, when=self.connected.is_set)
             if message is None:
                 continue
             info = self._client.publish(message.topic, message.payload, message.qos, message.retain)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,14 @@ class Outbox:
             lane.append(message)
             self._ready.notify()
 
-    def get(self, timeout: float) -> Message | None:
-        """The next message by lane priority, waiting up to `timeout` seconds for one."""
+    def get(self, timeout: float, when: Callable[[], bool] = lambda: True) -> Message | None:
+        """The next message by lane priority, waiting up to `timeout` seconds for one while `when()` holds.
+
+        `when` is checked as messages arrive, so a consumer that can only send while connected
+        leaves them queued (and subject to the size bound) rather than taking one it cannot send.
+        """
         with self._ready:
-            if not self._ready.wait_for(self.__len__, timeout):
+            if not self._ready.wait_for(lambda: len(self) and when(), timeout):
                 return None
             if self._latest:
                 return self._latest.pop(next(iter(self._latest)))

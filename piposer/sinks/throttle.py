@@ -12,25 +12,28 @@ class Throttle:
 
     "Changed" compares against the last admitted frame: a different number of people or track ids,
     a keypoint that became (un)detected, or any keypoint that moved more than `change_threshold`
-    in normalized image units (0.01 = 1% of the image size).
+    in normalized image units (0.01 = 1% of the image size). The rate limit keeps a schedule, so a
+    30 fps camera limited to 10 Hz sends every third frame even when frame times jitter.
     """
 
     def __init__(self, max_rate_hz: float = 0.0, only_on_change: bool = False, change_threshold: float = 0.01):
         self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
         self.only_on_change = only_on_change
         self.change_threshold = change_threshold
-        self._last_time: float | None = None
+        self._due = float("-inf")
         self._last: tuple | None = None
 
     def admit(self, now: float, frame: Frame, poses: list[Pose]) -> bool:
-        if self._last_time is not None and now - self._last_time < self.min_interval:
+        if now < self._due - 1e-9:
             return False
         if self.only_on_change:
             signature = _signature(frame, poses)
             if self._last is not None and not self._changed(self._last, signature):
                 return False
             self._last = signature
-        self._last_time = now
+        # keep to the schedule despite frame jitter, but never catch up on a gap with a burst
+        late = now - self._due >= self.min_interval
+        self._due = (now if late else self._due) + self.min_interval
         return True
 
     def _changed(self, old: tuple, new: tuple) -> bool:

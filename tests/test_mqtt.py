@@ -1,0 +1,282 @@
+"""The MQTT sink against a real Mosquitto: what a subscriber receives, the Last Will, broker outages,
+authentication and `set` commands."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from broker import Broker, Subscriber
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from piposer.commands import CommandError, Pause, SetThresholds, parse_command
+from piposer.sinks.mqtt import MqttSettings, MqttSink
+from piposer.types import COCO17, Frame, make_pose, pose_to_dict
+
+IMAGE = np.zeros((480, 640, 3), np.uint8)
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with Broker(tmp_path / "broker") as broker:
+        yield broker
+
+
+@pytest.fixture
+def make_sink():
+    """Build sinks on a test broker with quick reconnects; all are closed at the end of the test."""
+    sinks = []
+
+    def make(broker: Broker, *, start: bool = True, on_command=None, **overrides) -> MqttSink:
+        settings = MqttSettings(**{
+            "host": broker.host, "port": broker.port, "device_id": "test", "keepalive": 5,
+            "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2, **overrides,
+        })
+        sink = MqttSink(settings, model_name="posenet", on_command=on_command)
+        sinks.append(sink)
+        if start:
+            sink.start()
+            assert sink.connected.wait(5), sink.last_error
+        return sink
+
+    yield make
+    for sink in sinks:
+        sink.close(timeout=1.0)
+
+
+def person(dx: float = 0.0):
+    xy = np.column_stack([np.linspace(100, 300, 17) + dx, np.linspace(50, 400, 17)])
+    return make_pose(COCO17, xy, np.full(17, 0.8), (640, 480), 0.3, 0.7)
+
+
+def frame(index: int) -> Frame:
+    return Frame(IMAGE, index, time.monotonic(), 1_700_000_000.0 + index)
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_subscriber_receives_the_topic_contract(broker, make_sink):
+    with Subscriber(broker, "piposer/#", "homeassistant/#") as sub:
+        sink = make_sink(broker, stats_interval=5)
+        poses = [person(), person(dx=200)]
+        poses[1].track_id = 4
+        for i, people in enumerate([poses, poses[:1], poses[:1], []]):
+            sink.publish(frame(i), people)
+            # state is last-value-wins when the link is busy: let each change arrive before the next
+            sub.wait_for("piposer/test/poses", i + 1)
+        sink.publish_event("rule", rule="wave", edge="rising", person=np.int64(4))
+        sink.publish_stats({"fps": 12.5, "uptime_s": 3.0})
+
+        messages = sub.wait_for("piposer/test/poses", 4)
+        first = messages[0].json()
+        assert {k: v for k, v in first.items() if k != "poses"} == {
+            "schema": 1, "timestamp": 1_700_000_000.0, "frame": 0, "width": 640, "height": 480, "model": "posenet",
+        }
+        assert first["poses"] == [pose_to_dict(p) for p in poses]
+        assert [len(m.json()["poses"]) for m in messages] == [2, 1, 1, 0]
+        assert not any(m.retain for m in messages)
+
+        # state only on change: 2 people, 1, 0 (the repeated 1 sends nothing)
+        states = sub.wait_for("piposer/test/state", 3)
+        assert [s.json() for s in states] == [
+            {"people": 2, "presence": True, "since": 1_700_000_000.0},
+            {"people": 1, "presence": True, "since": 1_700_000_001.0},
+            {"people": 0, "presence": False, "since": 1_700_000_003.0},
+        ]
+
+        (event,) = sub.wait_for("piposer/test/events")
+        assert {k: v for k, v in event.json().items() if k != "timestamp"} == {
+            "event": "rule", "rule": "wave", "edge": "rising", "person": 4,
+        }
+        (stats,) = sub.wait_for("piposer/test/stats")
+        data = stats.json()
+        assert data["fps"] == 12.5 and data["uptime_s"] == 3.0  # the app's figures win
+        assert data["mqtt"]["queue_drops"] == 0 and data["mqtt"]["unsent"] == 0 and data["mqtt"]["reconnects"] == 0
+        assert data["mqtt"]["publish_latency_ms"]["p50"] >= 0
+        assert "cpu_temp_c" in data
+
+        configs = sub.wait_for("homeassistant/binary_sensor/test/presence/config")
+        assert configs[0].json()["state_topic"] == "piposer/test/state"
+        # Home Assistant restarting announces itself: discovery is sent again
+        sub.publish("homeassistant/status", "online")
+        sub.wait_for("homeassistant/binary_sensor/test/presence/config", 2)
+        sub.wait_for("homeassistant/sensor/test/people/config", 2)
+        sub.wait_for("homeassistant/sensor/test/fps/config", 2)
+
+    # a late subscriber gets the retained topics: availability, state and discovery
+    with Subscriber(broker, "#") as late:
+        assert late.wait_for("piposer/test/availability")[0].payload == b"online"
+        retained = {m.topic: m for m in late.wait_for("piposer/test/state")}
+        assert retained["piposer/test/state"].retain and retained["piposer/test/state"].json()["people"] == 0
+        assert all(m.retain for m in late.wait_for("homeassistant/sensor/test/fps/config"))
+        assert not late.on("piposer/test/poses") and not late.on("piposer/test/events")
+        sink.close()
+        assert late.wait_for("piposer/test/availability", 2)[-1].payload == b"offline"
+
+    with Subscriber(broker, "piposer/test/availability") as after:
+        (offline,) = after.wait_for("piposer/test/availability")
+        assert offline.retain and offline.payload == b"offline"
+
+
+def test_last_will_on_unclean_disconnect(broker, tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from piposer.sinks.mqtt import MqttSettings, MqttSink
+        sink = MqttSink(MqttSettings(host="127.0.0.1", port={broker.port}, device_id="crash", discovery=False),
+                        model_name="posenet")
+        sink.start()
+        print("connected" if sink.connected.wait(5) else "failed", flush=True)
+        time.sleep(60)
+    """))
+    with Subscriber(broker, "piposer/crash/availability") as sub:
+        process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert process.stdout.readline().strip() == "connected"
+            sub.wait_for("piposer/crash/availability", where=lambda m: m.payload == b"online")
+            process.send_signal(signal.SIGKILL)  # no DISCONNECT: the broker publishes the will
+            process.wait(5)
+            offline = sub.wait_for("piposer/crash/availability", where=lambda m: m.payload == b"offline")
+        finally:
+            process.kill()
+            process.wait()
+            process.stdout.close()
+        assert len(offline) == 1
+    with Subscriber(broker, "piposer/crash/availability") as late:
+        assert late.wait_for("piposer/crash/availability")[0].payload == b"offline"
+
+
+def test_broker_down_at_start_is_a_warning_and_a_retry(tmp_path, make_sink, caplog):
+    caplog.set_level(logging.DEBUG, logger="piposer.mqtt")
+    broker = Broker(tmp_path / "broker")  # not started yet
+    sink = make_sink(broker, start=False)
+    sink.start()  # does not raise
+    sink.publish(frame(0), [person()])
+    wait_until(lambda: sink.last_error is not None)
+    assert sink.last_error.startswith(f"cannot reach MQTT broker 127.0.0.1:{broker.port}; retrying")
+    time.sleep(0.5)  # several retries, one warning
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [sink.last_error]
+    with broker:
+        with Subscriber(broker, "piposer/test/#") as sub:
+            assert sink.connected.wait(5)
+            assert sub.wait_for("piposer/test/availability")[-1].payload == b"online"
+            assert sub.wait_for("piposer/test/state")[-1].json()["people"] == 1
+            assert sub.wait_for("piposer/test/poses")[0].json()["frame"] == 0  # queued while down
+            assert sink.last_error is None
+        sink.close()
+
+
+def test_broker_restart_mid_run(tmp_path, make_sink):
+    # persistence keeps the subscriber's session over the restart, so it sees what was sent before it is back
+    broker = Broker(tmp_path / "broker", persistence=True, extra=("queue_qos0_messages true",))
+    with broker, Subscriber(broker, "piposer/test/poses", "piposer/test/stats", session="watcher") as sub:
+        sink = make_sink(broker, queue_size=5)
+        for i in range(3):
+            sink.publish(frame(i), [person()])
+        sub.wait_for("piposer/test/poses", 3)
+
+        broker.stop()
+        wait_until(lambda: not sink.connected.is_set())
+        started = time.monotonic()
+        for i in range(3, 15):
+            sink.publish(frame(i), [person()])
+        assert time.monotonic() - started < 0.5  # nothing blocks while the broker is away
+
+        broker.start()
+        assert sink.connected.wait(5)
+        sub.wait_for("piposer/test/poses", 8)
+        sink.publish(frame(15), [person()])
+        received = sub.wait_for("piposer/test/poses", 9)
+        # the queue of 5 kept the newest frames; 7 were dropped and counted
+        assert [m.json()["frame"] for m in received] == [0, 1, 2, 10, 11, 12, 13, 14, 15]
+        sink.publish_stats({})
+        mqtt_stats = sub.wait_for("piposer/test/stats")[-1].json()["mqtt"]
+        assert (mqtt_stats["queue_drops"], mqtt_stats["unsent"], mqtt_stats["reconnects"]) == (7, 0, 1)
+
+
+def test_authentication(tmp_path, make_sink, caplog, monkeypatch):
+    caplog.set_level(logging.DEBUG)
+    with Broker(tmp_path / "broker", users={"pi": "correct horse"}) as broker:
+        wrong = make_sink(broker, start=False, username="pi", password="wrong battery")
+        wrong.start()
+        wait_until(lambda: wrong.last_error is not None)
+        assert wrong.last_error == (
+            f"MQTT broker 127.0.0.1:{broker.port} refused the connection: Not authorized"
+            " (check mqtt.username and the password)"
+        )
+        time.sleep(0.4)  # it keeps retrying quietly
+        assert not wrong.connected.is_set()
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [wrong.last_error]
+        wrong.close()
+
+        monkeypatch.setenv("TEST_MQTT_PASSWORD", "correct horse")
+        with Subscriber(broker, "piposer/#", username="pi", password="correct horse") as sub:
+            make_sink(broker, username="pi", password_env="TEST_MQTT_PASSWORD")
+            assert sub.wait_for("piposer/test/availability")[-1].payload == b"online"
+    assert "correct horse" not in caplog.text and "wrong battery" not in caplog.text
+
+
+def test_set_commands(broker, make_sink):
+    received = []
+    make_sink(broker, on_command=received.append)
+    with Subscriber(broker, "piposer/test/events") as sub:
+        sub.publish("piposer/test/set", '{"command": "pause", "id": "a1"}')
+        sub.publish("piposer/test/set", '{"command": "thresholds", "keypoint_threshold": 0.25}')
+        sub.publish("piposer/test/set", '{"command": "thresholds", "keypoint_threshold": 2}')
+        sub.publish("piposer/test/set", "pause")
+        events = [m.json() for m in sub.wait_for("piposer/test/events", 4)]
+        assert [(e["event"], e.get("command"), e["id"]) for e in events[:2]] == [
+            ("command", "pause", "a1"), ("command", "thresholds", None),
+        ]
+        assert [(e["event"], e["error"]) for e in events[2:]] == [
+            ("command_error", "keypoint_threshold must be within 0..1, not 2"),
+            ("command_error", "payload is not valid JSON (Expecting value: line 1 column 1 (char 0))"),
+        ]
+        assert received == [Pause(request_id="a1"), SetThresholds(keypoint_threshold=0.25)]
+
+
+def test_retained_command_is_not_replayed_on_reconnect(broker, make_sink):
+    received = []
+    with Subscriber(broker, "piposer/test/events") as sub:
+        sub.publish("piposer/test/set", '{"command": "snapshot"}', retain=True)
+        make_sink(broker, on_command=received.append)
+        (event,) = sub.wait_for("piposer/test/events")
+        assert event.json()["error"] == "retained commands are ignored: publish to set without the retain flag"
+        assert received == []
+
+
+def test_fuzzed_set_payloads_change_nothing(broker, make_sink):
+    received = []
+    sink = make_sink(broker, on_command=received.append, discovery=False)
+    with Subscriber(broker, "piposer/test/events") as sub:
+
+        @hsettings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(st.binary(max_size=200) | st.text(max_size=100).map(str.encode))
+        def roundtrip(payload):
+            before, commands = len(sub.on("piposer/test/events")), len(received)
+            sub.publish("piposer/test/set", payload)
+            reply = sub.wait_for("piposer/test/events", before + 1)[-1].json()
+            try:
+                expected = parse_command(payload)
+            except CommandError as exc:
+                assert (reply["event"], reply["error"]) == ("command_error", str(exc))
+                assert len(received) == commands
+            else:
+                assert reply["event"] == "command" and received[-1] == expected
+
+        roundtrip()
+    assert sink.connected.is_set()
