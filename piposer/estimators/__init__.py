@@ -33,3 +33,41 @@ class ModelSettings:
             raise ValueError(f"model.num_threads must be >= 1, not {self.num_threads}")
         if not 0.0 <= self.keypoint_threshold <= 1.0:
             raise ValueError(f"model.keypoint_threshold must be within 0..1, not {self.keypoint_threshold}")
+
+
+def family_of(name: str) -> str:
+    """The model family of a manifest name, or of a .tflite path whose file name the manifest knows (default posenet)."""
+    from .. import modelstore
+
+    manifest = modelstore.load_manifest()
+    if name in manifest:
+        return manifest[name].family
+    file = name.rsplit("/", 1)[-1]
+    for info in manifest.values():
+        if any(s.file == file for s in info.sources):
+            return info.family
+    return "posenet"
+
+
+def create(config, running_mode: str | None = None) -> Estimator:
+    """The estimator for `config.model.name`, built from the config's sections for its family.
+
+    `running_mode` ("image" or "video") overrides BlazePose's, so one-off photos skip tracking.
+    """
+    family = family_of(config.model.name)
+    if family == "blazepose":
+        import dataclasses
+
+        from .blazepose import BlazePoseEstimator
+
+        settings = config.blazepose
+        if running_mode:
+            settings = dataclasses.replace(settings, running_mode=running_mode)
+        return BlazePoseEstimator(config.model, settings)
+    if family != "posenet":
+        from ..errors import PiposerError
+
+        raise PiposerError(f"model.name = {config.model.name!r} is a {family} model, not a pose estimator")
+    from .posenet import PoseNetEstimator
+
+    return PoseNetEstimator(config.model, config.posenet)

@@ -109,6 +109,7 @@ class PoseNetEstimator:
         if self.settings.input_size:
             self._check_size(tuple(self.settings.input_size), "posenet.input_size")
         self.timings: dict[str, float] = {}
+        self._buffer: np.ndarray | None = None
 
     @staticmethod
     def _resolve(name: str, stride: int | None) -> modelstore.ResolvedModel:
@@ -137,24 +138,33 @@ class PoseNetEstimator:
         return aspect_input_size(image_hw, self.long_side, self.stride)
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """BGR frame -> model input batch (RGB, scaled as the model expects, padded); returns it and the scale."""
+        """BGR frame -> model input batch (RGB, scaled as the model expects, padded); returns it and the scale.
+
+        Linear interpolation unless shrinking below half size, where area averaging avoids aliasing.
+        """
         h, w = image.shape[:2]
         in_h, in_w = self.input_size_for((h, w))
         self.model.resize_input((1, in_h, in_w, 3))
         scale = min(in_h / h, in_w / w)
         new_w, new_h = min(in_w, round(w * scale)), min(in_h, round(h * scale))
-        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR)
         if self.model_settings.flip_horizontal:
-            resized = resized[:, ::-1]
-        dtype = np.uint8 if self.quantized_input else np.float32
-        batch = np.full((1, in_h, in_w, 3), 128 if self.quantized_input else 0, dtype=dtype)
-        rgb = resized[..., ::-1]
-        if self.quantized_input:
-            batch[0, :new_h, :new_w] = rgb
-        else:
-            np.multiply(rgb, np.float32(1 / 127.5), out=batch[0, :new_h, :new_w], casting="unsafe")
-            batch[0, :new_h, :new_w] -= 1.0
+            resized = cv2.flip(resized, 1)
+        batch = self._batch((1, in_h, in_w, 3))
+        pad = 128 if self.quantized_input else 0.0
+        batch[0, new_h:], batch[0, :, new_w:] = pad, pad  # clear what a previous frame may have left
+        view = batch[0, :new_h, :new_w]
+        view[...] = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+        if not self.quantized_input:
+            view *= np.float32(1 / 127.5)
+            view -= np.float32(1.0)
         return batch, scale
+
+    def _batch(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The input buffer for this shape, reused while the frame size stays the same; padding is mid-grey."""
+        if self._buffer is None or self._buffer.shape != shape:
+            self._buffer = np.full(shape, 128, np.uint8) if self.quantized_input else np.zeros(shape, np.float32)
+        return self._buffer
 
     def infer(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
         """Run the network on a BGR image; returns the four heads as float arrays and the input scale."""

@@ -1,0 +1,278 @@
+"""The `piposer` command: run the appliance, process images and videos, manage models, evaluate, benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import PiposerError
+
+log = logging.getLogger("piposer")
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under the shared data folder ($PIPOSER_SHARED, default ../shared beside the project)."""
+    base = os.environ.get("PIPOSER_SHARED") or Path(__file__).resolve().parent.parent.parent / "shared"
+    return Path(base, *parts)
+
+
+def load_config(args):
+    """The config file (--config, $PIPOSER_CONFIG or /etc/piposer/config.toml) with command-line overrides."""
+    from . import config
+
+    cfg = config.load(config.config_file(args.config))
+    if getattr(args, "model", None):
+        cfg.model.name = args.model
+    if getattr(args, "flip", False):
+        cfg.model.flip_horizontal = True
+    return cfg
+
+
+def progress(done: int, total: int, started: float) -> None:
+    """A one-line progress bar on stderr for long jobs (only when stderr is a terminal)."""
+    if not sys.stderr.isatty():
+        return
+    fps = done / max(time.monotonic() - started, 1e-9)
+    if total > 0:
+        filled = int(30 * done / total)
+        bar = "#" * filled + "-" * (30 - filled)
+        eta = (total - done) / fps if fps else 0
+        sys.stderr.write(f"\r[{bar}] {done}/{total} frames  {fps:5.1f} fps  eta {eta:4.0f} s ")
+    else:
+        sys.stderr.write(f"\r{done} frames  {fps:5.1f} fps ")
+    sys.stderr.flush()
+
+
+def cmd_image(args) -> int:
+    import cv2
+
+    from .estimators import create
+    from .sinks.files import free_path, image_document, write_bytes, write_image
+    from .sinks.render import draw, parse_overlay
+    from .types import Frame
+
+    overlay = parse_overlay(args.overlay)
+    estimator = create(load_config(args), running_mode="image")
+    out = Path(args.out)
+    failed = 0
+    for name in args.images:
+        image = cv2.imread(name)
+        if image is None:
+            print(f"piposer: error: cannot read image {name}", file=sys.stderr)
+            failed += 1
+            continue
+        frame = Frame(image, 0, time.monotonic(), time.time())
+        poses = estimator.estimate(frame)
+        stem = Path(name).stem
+        written = [write_image(free_path(out / f"{stem}.jpg", args.overwrite), draw(image, poses, overlay))] \
+            if overlay else []
+        doc = image_document(name, frame, poses, estimator.model_name)
+        written.append(write_bytes(free_path(out / f"{stem}.json", args.overwrite), json.dumps(doc, indent=1).encode()))
+        print(f"{name}: {len(poses)} pose{'s' * (len(poses) != 1)} -> {', '.join(map(str, written))}")
+    return 1 if failed else 0
+
+
+def cmd_video(args) -> int:
+    import cv2
+
+    from .estimators import create
+    from .sinks.files import PoseDataWriter, VideoWriter, free_path
+    from .sinks.render import draw, parse_overlay
+    from .tracking import Tracker
+    from .types import Frame
+
+    overlay = parse_overlay(args.overlay)
+    cap = cv2.VideoCapture(args.input)
+    if not Path(args.input).is_file() or not cap.isOpened():
+        raise PiposerError(f"cannot open video {args.input}")
+    cfg = load_config(args)
+    estimator = create(cfg, running_mode="video")
+    tracker = Tracker(cfg.tracking)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    out = free_path(Path(args.out or f"{Path(args.input).stem}-poses.mp4"), args.overwrite)
+    video = VideoWriter(out, fps, size)
+    data = PoseDataWriter(free_path(Path(args.data), args.overwrite), estimator.layout, fps) if args.data else None
+    started, index, ok = time.monotonic(), 0, False
+    try:
+        while True:
+            grabbed, image = cap.read()
+            if not grabbed:
+                break
+            frame = Frame(image, index, index / fps, time.time())
+            poses = tracker.update(estimator.estimate(frame), frame.timestamp)
+            video.write(draw(image, poses, overlay))
+            if data:
+                data.publish(frame, poses)
+            index += 1
+            progress(index, total, started)
+        ok = index > 0
+    finally:
+        cap.release()
+        written = [video.close(commit=ok)] + ([data.close(commit=ok)] if data else [])
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+    if not ok:
+        raise PiposerError(f"no frames could be read from video {args.input}")
+    elapsed = time.monotonic() - started
+    print(f"{args.input}: {index} frames in {elapsed:.1f} s ({index / elapsed:.1f} fps) -> "
+          f"{', '.join(map(str, written))}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .app import run
+
+    cfg = load_config(args)
+    if args.source:
+        cfg.source.source = args.source
+    return run(cfg)
+
+
+def cmd_models(args) -> int:
+    from . import modelstore
+
+    manifest = modelstore.load_manifest()
+    names = args.names or list(manifest)
+    unknown = [n for n in names if n not in manifest]
+    if unknown:
+        raise PiposerError(f"unknown model '{unknown[0]}': choose one of {', '.join(manifest)}")
+    if args.action == "list":
+        for name in names:
+            info = manifest[name]
+            try:
+                where = str(modelstore.resolve(name, manifest).path)
+            except PiposerError:
+                where = "not found (piposer models fetch " + name + ")"
+            stride = f"stride {info.stride}" if info.stride else ""
+            print(f"{name:24} {info.family:18} {info.input[0]}x{info.input[1]:<4} {stride:10} {where}")
+            print(f"{'':24} {info.description}")
+        return 0
+    failed = 0
+    for name in names:
+        try:
+            if args.action == "fetch":
+                print(f"{name}: {modelstore.fetch(manifest[name], Path(args.dir) if args.dir else None)}")
+            else:
+                path, digest = modelstore.verify(manifest[name])
+                print(f"{name}: ok {path} sha256 {digest}")
+        except PiposerError as exc:
+            print(f"piposer: error: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def cmd_eval(args) -> int:
+    from . import config
+    from .estimators import create, family_of
+    from .evaluate import STAT_NAMES, coco_eval, predict
+
+    annotations = Path(args.data) if args.data else shared_path("data", "coco_dev", "person_keypoints.json")
+    if not annotations.is_file():
+        raise PiposerError(f"annotations not found: {annotations} (give --data or set PIPOSER_SHARED)")
+    base = config.load(config.config_file(args.config))
+    print(f"COCO keypoint evaluation on {annotations}")
+    print(f"{'model':22}" + "".join(f"{s:>7}" for s in STAT_NAMES))
+    for name in args.model or ["posenet"]:
+        base.model.name = name
+        to_coco = None
+        if family_of(name) == "blazepose":
+            from .estimators.blazepose import to_coco17 as to_coco
+        stats = coco_eval(annotations, predict(create(base, running_mode="image"), annotations, to_coco))
+        print(f"{name:22}" + "".join(f"{stats[s]:7.3f}" for s in STAT_NAMES))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .benchmark import print_report, time_estimator
+    from .estimators import create
+
+    cfg = load_config(args)
+    folder = Path(args.images) if args.images else shared_path("data", "coco_dev", "images")
+    images = sorted(folder.glob("*.jpg")) + sorted(folder.glob("*.png"))
+    if not images:
+        raise PiposerError(f"no images in {folder}")
+    estimator = create(cfg, running_mode="image")
+    print_report(estimator, time_estimator(estimator, images, args.repeat), len(images), args.repeat)
+    return 0
+
+
+def cmd_config(args) -> int:
+    from . import config
+
+    path = config.config_file(args.config)
+    cfg = config.load(path)
+    if args.action == "check":
+        print(f"{path or 'built-in defaults'}: ok")
+    else:
+        print(json.dumps(config.as_dict(cfg), indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="piposer", description="Pose estimation on the Raspberry Pi: TFLite PoseNet/BlazePose to MQTT and GPIO.")
+    p.add_argument("--version", action="version", version=f"piposer {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name, func, help, model=True):
+        c = sub.add_parser(name, help=help, description=help)
+        c.add_argument("--config", help="config file (default: $PIPOSER_CONFIG or /etc/piposer/config.toml)")
+        if model:
+            c.add_argument("--model", help="model name from 'piposer models list' or a .tflite path")
+        c.set_defaults(func=func)
+        return c
+
+    c = command("run", cmd_run, "run the appliance loop: camera -> poses -> MQTT/GPIO")
+    c.add_argument("--source", help="camera, video file, folder, URL or 'auto' (overrides [source] source)")
+
+    for name, func, what in (("image", cmd_image, "annotate images and write their poses as JSON"),
+                             ("video", cmd_video, "annotate a video and write per-frame pose data")):
+        c = command(name, func, what)
+        c.add_argument("--overlay", default="links,keypoints,box", help="links,keypoints,box or none")
+        c.add_argument("--flip", action="store_true", help="mirror the input horizontally first")
+        c.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    sub.choices["image"].add_argument("images", nargs="+", metavar="IMG")
+    sub.choices["image"].add_argument("--out", default="piposer-out", help="output folder (default: piposer-out)")
+    sub.choices["video"].add_argument("input", metavar="IN")
+    sub.choices["video"].add_argument("--out", help="annotated video (default: IN-poses.mp4)")
+    sub.choices["video"].add_argument("--data", help="per-frame poses: .csv, .tsv or .jsonl")
+
+    c = sub.add_parser("models", help="list, fetch or verify model files")
+    c.add_argument("action", choices=("list", "fetch", "verify"))
+    c.add_argument("names", nargs="*", help="model names (default: all)")
+    c.add_argument("--dir", help="fetch into this folder instead of the cache")
+    c.set_defaults(func=cmd_models)
+
+    c = command("eval", cmd_eval, "COCO keypoint AP/AR on photos with ground truth", model=False)
+    c.add_argument("--model", action="append", help="model to evaluate (repeatable; default posenet)")
+    c.add_argument("--data", help="COCO person_keypoints.json (images in images/ beside it)")
+
+    c = command("bench", cmd_bench, "time preprocess, invoke and decode on photos")
+    c.add_argument("--images", help="folder of photos (default: shared coco_dev)")
+    c.add_argument("--repeat", type=int, default=10)
+
+    c = command("config", cmd_config, "check or show the configuration (secrets masked)", model=False)
+    c.add_argument("action", choices=("check", "show"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # our own messages name unreadable files
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except PiposerError as exc:
+        print(f"piposer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

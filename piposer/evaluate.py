@@ -1,0 +1,74 @@
+"""COCO keypoint evaluation of an estimator on a folder of photos with COCO ground truth.
+
+Needs pycocotools (a development dependency, not a runtime one). BlazePose poses are mapped to
+COCO-17 first, so both families are scored alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import PiposerError
+from .types import COCO17, Frame, Pose
+
+# COCO's per-keypoint OKS constants (sigmas), in COCO-17 order.
+COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
+STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def oks(pred_xy: np.ndarray, gt_keypoints: np.ndarray, area: float) -> float:
+    """Object keypoint similarity of (17, 2) predicted positions against COCO (17, 3) [x, y, v] ground truth."""
+    labelled = gt_keypoints[:, 2] > 0
+    if not labelled.any():
+        return 0.0
+    d2 = ((pred_xy - gt_keypoints[:, :2]) ** 2).sum(axis=1)
+    e = d2 / (2 * (2 * COCO_SIGMAS) ** 2 * (area + np.spacing(1)))
+    return float(np.exp(-e)[labelled].mean())
+
+
+def coco_result(pose: Pose, image_id: int) -> dict:
+    """A COCO-17 pose in the COCO results format."""
+    keypoints = np.column_stack((pose.xy(), pose.scores())).ravel()
+    return {"image_id": image_id, "category_id": 1, "keypoints": [round(float(v), 2) for v in keypoints],
+            "score": float(pose.score)}
+
+
+def predict(estimator, annotations: Path, to_coco=None) -> list[dict]:
+    """Run the estimator on every image of a COCO keypoint file; `to_coco` maps other layouts to COCO-17."""
+    meta = json.loads(annotations.read_text())
+    results = []
+    for im in meta["images"]:
+        path = annotations.parent / "images" / im["file_name"]
+        image = cv2.imread(str(path))
+        if image is None:
+            raise PiposerError(f"cannot read image {path}")
+        for pose in estimator.estimate(Frame(image, 0, 0.0)):
+            if pose.layout is not COCO17:
+                pose = to_coco(pose)
+            results.append(coco_result(pose, im["id"]))
+    return results
+
+
+def coco_eval(annotations: Path, results: list[dict]) -> dict[str, float]:
+    """COCO keypoint AP/AR of `results` against `annotations`."""
+    try:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    except ImportError:
+        raise PiposerError("piposer eval needs pycocotools: pip install pycocotools (it is in the dev extra)") from None
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(annotations))
+        if not results:
+            return dict.fromkeys(STAT_NAMES, 0.0)
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "keypoints")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats)}
