@@ -280,3 +280,47 @@ def test_fuzzed_set_payloads_change_nothing(broker, make_sink):
 
         roundtrip()
     assert sink.connected.is_set()
+
+
+def test_real_model_poses_on_a_real_image(broker, make_sink):
+    """PoseNet on a COCO photo of one person: what arrives on MQTT is the model's output, near the ground truth."""
+    import json
+
+    import cv2
+    from conftest import DATA
+
+    from piposer.estimators import ModelSettings
+    from piposer.estimators.posenet import PoseNetEstimator, PoseNetSettings
+
+    coco = json.loads((DATA / "coco_dev" / "person_keypoints.json").read_text())
+    (image_info,) = [i for i in coco["images"] if i["file_name"] == "000000000785.jpg"]
+    (truth,) = [a for a in coco["annotations"] if a["image_id"] == image_info["id"]]
+    truth_xyv = np.array(truth["keypoints"], dtype=float).reshape(17, 3)
+
+    estimator = PoseNetEstimator(ModelSettings(), PoseNetSettings())
+    try:
+        image = cv2.imread(str(DATA / "coco_dev" / "images" / image_info["file_name"]))
+        shot = Frame(image, 7, time.monotonic(), 1_700_000_123.5)
+        poses = estimator.estimate(shot)
+    finally:
+        estimator.close()
+    with Subscriber(broker, "piposer/test/#") as sub:
+        sink = make_sink(broker)
+        sink.publish(shot, poses)
+        data = sub.wait_for("piposer/test/poses")[0].json()
+        state = sub.wait_for("piposer/test/state")[0].json()
+
+    assert {k: data[k] for k in ("frame", "timestamp", "width", "height", "model")} == {
+        "frame": 7, "timestamp": 1_700_000_123.5, "width": 640, "height": 425, "model": "posenet",
+    }
+    assert data["poses"] == [pose_to_dict(p) for p in poses]
+    assert state == {"people": 1, "presence": True, "since": 1_700_000_123.5}
+    (pose,) = data["poses"]
+    keypoints = [pose["keypoints"][name] for name in COCO17.keypoints]
+    xy = np.array([(k["x"], k["y"]) for k in keypoints])
+    nxy = np.array([(k["nx"], k["ny"]) for k in keypoints])
+    np.testing.assert_allclose(nxy, xy / (640, 425), atol=1e-3)
+    labelled = truth_xyv[:, 2] > 0
+    errors = np.linalg.norm(xy[labelled] - truth_xyv[labelled, :2], axis=1)
+    assert np.median(errors) < 12, errors  # pixels, on a 640x425 photo
+    assert all(pose["keypoints"][name]["detected"] for name in ("nose", "left_shoulder", "right_shoulder"))
