@@ -22,7 +22,7 @@ from .types import Frame, Pose
 log = logging.getLogger(__name__)
 
 BCM_PINS = range(0, 28)  # GPIO0..GPIO27 on the 40-pin header
-DEVICE_CLASSES = {"relay": "OutputDevice", "led": "LED", "buzzer": "Buzzer", "pwm": "PWMOutputDevice"}
+DEVICE_CLASSES = {"relay": "DigitalOutputDevice", "led": "LED", "buzzer": "Buzzer", "pwm": "PWMOutputDevice"}
 
 
 def _check_pin(where: str, pin: int) -> None:
@@ -34,7 +34,7 @@ def _check_pin(where: str, pin: int) -> None:
 class OutputSettings:
     """One `[[outputs]]` entry: a gpiozero output device on a BCM pin.
 
-    `kind` picks the device: relay (OutputDevice), led (LED), buzzer (Buzzer) or pwm
+    `kind` picks the device: relay (DigitalOutputDevice), led (LED), buzzer (Buzzer) or pwm
     (PWMOutputDevice, the only kind that may dim). `safe` is the value at start and on exit:
     0 (off) or 1 (on), or 0..1 for pwm. `active_high = false` for relay boards that switch on low.
     """
