@@ -22,13 +22,13 @@ from ..smoothing import LowPassFilter, OneEuroFilter, OneEuroParams
 from ..types import BLAZEPOSE33, COCO17, Box, Frame, Pose, make_pose
 from . import ModelSettings
 from .roi import Roi, crop, letterbox_padding, letterbox_roi, paste, roi_from_alignment
-from .ssd import decode, iou, remove_letterbox, sigmoid, ssd_anchors, weighted_nms
+from .ssd import decode, remove_letterbox, sigmoid, ssd_anchors, weighted_nms
 
 DETECTOR_SIZE = 224
 LANDMARK_SIZE = 256
 ROI_SCALE = 1.25          # margin around the alignment square the landmark model was trained with
 NMS_THRESHOLD = 0.3       # IoU above which detections merge
-SAME_PERSON_IOU = 0.5     # ROIs overlapping more than this track the same person
+SAME_PERSON_DISTANCE = 0.1  # median landmark distance, in body sizes, below which two results are one person
 NUM_LANDMARKS = 33        # the model also predicts 6 auxiliary points; 33 and 34 align the next ROI
 HEATMAP_KERNEL = 7        # window for refining landmarks on the heatmap
 HEATMAP_MIN_CONFIDENCE = 0.5
@@ -207,8 +207,11 @@ class Track:
     smoother: PoseSmoother | None = field(default=None)
 
 
-def _overlaps(roi: Roi, others: list[Roi]) -> bool:
-    return bool(others) and bool((iou(roi.bounds(), np.stack([o.bounds() for o in others])) > SAME_PERSON_IOU).any())
+def _same_person(a: Landmarks, b: Landmarks) -> bool:
+    """Whether two results are one person found twice: landmarks within a tenth of the body size of each other."""
+    size = a.alignment_roi(scale=1.0).size
+    distance = np.median(np.linalg.norm(a.xyz[:NUM_LANDMARKS, :2] - b.xyz[:NUM_LANDMARKS, :2], axis=1))
+    return bool(distance < SAME_PERSON_DISTANCE * size)
 
 
 class BlazePoseEstimator:
@@ -237,32 +240,30 @@ class BlazePoseEstimator:
         return self.settings.running_mode == "video"
 
     def estimate(self, frame: Frame) -> list[Pose]:
-        image, mirror = frame.image, self.model_settings.flip_horizontal
-        s = self.settings
+        image, mirror, s = frame.image, self.model_settings.flip_horizontal, self.settings
         found: list[tuple[Track, Landmarks]] = []
-        for track in self.tracks if self.tracking else ():
-            lm = self._landmarks(image, track.roi, mirror)
-            if lm.score >= s.min_tracking_confidence and not _overlaps(track.roi, [t.roi for t, _ in found]):
+
+        def admit(track: Track, threshold: float) -> None:
+            lm = self.landmarker.landmarks(image, track.roi, mirror, s.output_segmentation_masks)
+            if lm.score >= threshold and not any(_same_person(lm, other) for _, other in found):
                 found.append((track, lm))
+
+        for track in self.tracks:
+            admit(track, s.min_tracking_confidence)
         if len(found) < s.num_poses:
             self.detector_runs += 1
             for roi in self.detector.detect(image, mirror, s.min_pose_detection_confidence, s.num_poses):
-                if len(found) >= s.num_poses or _overlaps(roi, [t.roi for t, _ in found]):
-                    continue
-                lm = self._landmarks(image, roi, mirror)
-                if lm.score >= s.min_pose_presence_confidence:
-                    found.append((Track(roi, PoseSmoother() if s.smooth_landmarks else None), lm))
+                if len(found) < s.num_poses:
+                    admit(Track(roi, PoseSmoother() if s.smooth_landmarks and self.tracking else None),
+                          s.min_pose_presence_confidence)
         poses = []
         for track, lm in found:
-            if track.smoother is not None and self.tracking:
+            if track.smoother is not None:
                 lm = track.smoother(lm, frame.timestamp)
             track.roi = lm.alignment_roi()
             poses.append(self._pose(lm, (image.shape[1], image.shape[0])))
         self.tracks = [track for track, _ in found] if self.tracking else []
         return poses
-
-    def _landmarks(self, image: np.ndarray, roi: Roi, mirror: bool) -> Landmarks:
-        return self.landmarker.landmarks(image, roi, mirror, self.settings.output_segmentation_masks)
 
     def _pose(self, lm: Landmarks, image_size: tuple[int, int]) -> Pose:
         visibility = lm.visibility[:NUM_LANDMARKS]

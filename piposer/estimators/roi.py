@@ -45,11 +45,6 @@ class Roi:
         c, s = math.cos(self.rotation), math.sin(self.rotation)
         return vectors @ np.array([[c, s], [-s, c]])
 
-    def bounds(self) -> np.ndarray:
-        """The unrotated square as x0, y0, x1, y1, for overlap tests between ROIs."""
-        half = self.size / 2
-        return np.array([self.cx - half, self.cy - half, self.cx + half, self.cy + half])
-
 
 def normalize_angle(angle: float) -> float:
     """An angle folded into [-pi, pi)."""
