@@ -98,10 +98,13 @@ def cmd_video(args) -> int:
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     out = free_path(Path(args.out or f"{Path(args.input).stem}-poses.mp4"), args.overwrite)
-    video = VideoWriter(out, fps, size)
-    data = PoseDataWriter(free_path(Path(args.data), args.overwrite), estimator.layout, fps) if args.data else None
+    writers: list = []  # closed on every exit path: committed only after a complete run
     started, index, ok = time.monotonic(), 0, False
     try:
+        if args.data:
+            writers.append(PoseDataWriter(free_path(Path(args.data), args.overwrite), estimator.layout, fps))
+        video = VideoWriter(out, fps, size)
+        writers.insert(0, video)
         while True:
             grabbed, image = cap.read()
             if not grabbed:
@@ -109,14 +112,14 @@ def cmd_video(args) -> int:
             frame = Frame(image, index, index / fps, time.time())
             poses = tracker.update(estimator.estimate(frame), frame.timestamp)
             video.write(draw(image, poses, overlay))
-            if data:
-                data.publish(frame, poses)
+            for writer in writers[1:]:
+                writer.publish(frame, poses)
             index += 1
             progress(index, total, started)
         ok = index > 0
     finally:
         cap.release()
-        written = [video.close(commit=ok)] + ([data.close(commit=ok)] if data else [])
+        written = [w.close(commit=ok) for w in writers]
         if sys.stderr.isatty():
             sys.stderr.write("\n")
     if not ok:
