@@ -19,21 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from . import commands
 from .errors import PiposerError
 from .sinks import Sink
+from .sinks.files import write_bytes, write_image
+from .sinks.render import draw
 from .sources import FrameSource, open_source
 from .systemd import Notifier
 from .tracking import Tracker
 from .types import Frame, Pose, pose_to_dict
 
+SNAPSHOT_OVERLAY = frozenset({"links", "keypoints", "box"})
+MQTT_CONNECT_WAIT = 5.0  # seconds the broker gets to accept us before READY (it is retried after that anyway)
+
 
 @dataclass
 class LoopSettings:
-    """[loop]: frame-rate cap, how often stats go out, and where snapshots are saved.
+    """[loop]: frame-rate cap, which poses go on to the tracker and sinks, stats, and where snapshots go.
 
     `max_fps` = 0 runs as fast as frames come; a cap sleeps *before* taking the newest frame, so it
     saves CPU without adding latency. An empty `snapshot_dir` means $STATE_DIRECTORY/snapshots under
@@ -41,6 +45,7 @@ class LoopSettings:
     """
 
     max_fps: float = 0.0
+    min_pose_score: float = 0.0
     stats_interval: float = 10.0
     stats_window: int = 300
     snapshot_dir: str = ""
@@ -48,6 +53,8 @@ class LoopSettings:
     def __post_init__(self):
         if self.max_fps < 0:
             raise ValueError(f"loop.max_fps must be >= 0 (0 = no cap), not {self.max_fps}")
+        if not 0.0 <= self.min_pose_score <= 1.0:
+            raise ValueError(f"loop.min_pose_score must be within 0..1, not {self.min_pose_score}")
         if self.stats_interval <= 0:
             raise ValueError(f"loop.stats_interval must be > 0 seconds, not {self.stats_interval}")
         if self.stats_window < 2:
@@ -126,6 +133,7 @@ class App:
         self.tracker = Tracker(config.tracking)
         self.stats = LoopStats(self.settings.stats_window)
         self.paused = False
+        self.min_pose_score = self.settings.min_pose_score
         self.next_config = None
         self.estimator = None
         self.source: FrameSource | None = None
@@ -219,7 +227,7 @@ class App:
 
     def _process(self, frame: Frame, timings: dict[str, float]) -> None:
         t = time.monotonic()
-        poses = self.estimator.estimate(frame)
+        poses = [p for p in self.estimator.estimate(frame) if p.score >= self.min_pose_score]
         timings["estimate"] = (t1 := time.monotonic()) - t
         self.tracker.update(poses, frame.timestamp)
         timings["track"] = (t := time.monotonic()) - t1
@@ -303,25 +311,25 @@ class App:
         self.event("reloading", **reply)
 
     def _set_thresholds(self, cmd: commands.SetThresholds, reply: dict) -> None:
-        setter = getattr(self.estimator, "set_thresholds", None)
-        if setter is None:
-            self.event("command_failed", **reply, error=f"{self.estimator.model_name} has no adjustable thresholds")
-            return
-        setter(keypoint=cmd.keypoint_threshold, pose=cmd.pose_threshold)
-        self.event("thresholds", **reply, keypoint_threshold=cmd.keypoint_threshold, pose_threshold=cmd.pose_threshold)
+        """Keypoint threshold: the estimator's shared [model] setting; pose threshold: the loop's filter."""
+        if cmd.keypoint_threshold is not None:
+            self.estimator.model_settings.keypoint_threshold = cmd.keypoint_threshold
+        if cmd.pose_threshold is not None:
+            self.min_pose_score = cmd.pose_threshold
+        self.event("thresholds", **reply, keypoint_threshold=self.estimator.model_settings.keypoint_threshold,
+                   pose_threshold=self.min_pose_score)
 
     def _save_snapshot(self, frame: Frame, poses: list[Pose]) -> None:
-        """Write the frame (JPEG) and its poses (JSON) for every pending snapshot request."""
+        """Write the frame with its poses drawn (JPEG) and the poses (JSON), once for all pending snapshot requests."""
         requests, self._snapshot_requests = self._snapshot_requests, []
         folder = self.settings.snapshot_path()
         stem = folder / time.strftime("snapshot-%Y%m%d-%H%M%S", time.localtime(frame.wall_time or time.time()))
         stem = stem.with_name(f"{stem.name}-{frame.index}")
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(stem.with_suffix(".jpg")), frame.image):
-                raise OSError("JPEG encoding failed")
-            stem.with_suffix(".json").write_text(json.dumps([pose_to_dict(p) for p in poses]))
-        except OSError as exc:
+            write_image(stem.with_suffix(".jpg"), draw(frame.image, poses, SNAPSHOT_OVERLAY))
+            write_bytes(stem.with_suffix(".json"), json.dumps([pose_to_dict(p) for p in poses]).encode())
+        except (OSError, PiposerError) as exc:
             for cmd in requests:
                 self.event("command_failed", command=cmd.name, id=cmd.request_id, error=f"snapshot to {folder}: {exc}")
             return
@@ -332,12 +340,34 @@ class App:
     # -- building --------------------------------------------------------------------------
 
     def _estimator(self):
-        from .estimators.posenet import PoseNetEstimator
+        from .estimators import create
 
-        return PoseNetEstimator(self.config.model, getattr(self.config, "posenet", None))
+        return create(self.config)
 
     def _sinks(self) -> list[Sink]:
-        return []
+        """GPIO rules first (closest to real time), then MQTT; MQTT gets a few seconds to connect before READY."""
+        sinks: list[Sink] = []
+        rules, outputs = getattr(self.config, "rules", []), getattr(self.config, "outputs", [])
+        button = getattr(self.config, "button", None)
+        if rules or outputs or button:
+            from .gpio import RulesSink
+
+            sinks.append(RulesSink(rules, outputs, button=button, on_event=self.event, on_request=self._request))
+        mqtt = getattr(self.config, "mqtt", None)
+        if mqtt is not None and mqtt.enabled:
+            from .sinks.mqtt import MqttSink
+
+            self.mqtt = MqttSink(mqtt, model_name=self.estimator.model_name, on_command=self.command)
+            sinks.append(self.mqtt)
+            self.mqtt.start()
+            if not self.mqtt.connected.wait(MQTT_CONNECT_WAIT):
+                self.log(f"MQTT broker {mqtt.host}:{mqtt.port} not reachable yet ({self.mqtt.last_error}); "
+                         "running anyway and retrying in the background")
+        return sinks
+
+    def _request(self, name: str) -> None:
+        """The GPIO button asks for pause/resume/snapshot (from gpiozero's thread)."""
+        self.command(commands.COMMANDS[name]())
 
 
 def run(config, *, load_config: Callable[[], object] | None = None, max_frames: int | None = None,
