@@ -69,7 +69,7 @@ def wait_until(condition, timeout: float = 5.0) -> None:
 
 def test_subscriber_receives_the_topic_contract(broker, make_sink):
     with Subscriber(broker, "piposer/#", "homeassistant/#") as sub:
-        sink = make_sink(broker, stats_interval=5)
+        sink = make_sink(broker)
         poses = [person(), person(dx=200)]
         poses[1].track_id = 4
         for i, people in enumerate([poses, poses[:1], poses[:1], []]):

@@ -61,7 +61,6 @@ class MqttSettings:
     max_rate_hz: float = 0.0  # 0: every processed frame
     only_on_change: bool = False
     change_threshold: float = 0.01
-    stats_interval: float = 10.0
     queue_size: int = 100
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
@@ -88,7 +87,7 @@ class MqttSettings:
         for key, low in (("keepalive", 1), ("queue_size", 1)):
             if getattr(self, key) < low:
                 raise ValueError(f"mqtt.{key} must be >= {low}, not {getattr(self, key)}")
-        for key in ("max_rate_hz", "stats_interval", "change_threshold"):
+        for key in ("max_rate_hz", "change_threshold"):
             if getattr(self, key) < 0:
                 raise ValueError(f"mqtt.{key} must be >= 0, not {getattr(self, key)}")
         if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
@@ -141,11 +140,13 @@ class MqttSink:
         model_name: str,
         on_command: Callable[[Command], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stats_interval: float = 10.0,
     ):
         self.settings = settings
         self.model_name = model_name
         self.on_command = on_command
         self.clock = clock
+        self.stats_interval = stats_interval
         base = settings.base_topic
         self.topics = {name: f"{base}/{name}" for name in ("availability", "poses", "state", "stats", "events", "set")}
         self.discovery_status_topic = f"{settings.discovery_prefix}/status"
@@ -328,7 +329,7 @@ class MqttSink:
 
     def _announce(self) -> None:
         s = self.settings
-        configs = discovery_configs(s.discovery_prefix, s.base_topic, s.device, self.model_name, s.stats_interval)
+        configs = discovery_configs(s.discovery_prefix, s.base_topic, s.device, self.model_name, self.stats_interval)
         for topic, config in configs.items():
             self._outbox.put_latest(Message(topic, encode(config), 1, True))
 
