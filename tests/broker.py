@@ -2,6 +2,7 @@
 
     with Broker(tmp_path) as broker:               # anonymous
     with Broker(tmp_path, users={"pi": "pw"}):     # password file made with mosquitto_passwd
+    with Broker(tmp_path, extra=Certificates.create(tmp_path / "tls").broker_config()):   # TLS
         ...
         broker.restart()                            # same port, e.g. to test reconnection
 
@@ -130,6 +131,43 @@ class Broker:
 
 
 @dataclass(frozen=True)
+class Certificates:
+    """A throwaway CA with a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    @classmethod
+    def create(cls, directory: Path) -> Certificates:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+
+        def openssl(*args: str) -> None:
+            subprocess.run([_find("openssl"), *args], check=True, capture_output=True)
+
+        def key(name: str) -> Path:
+            openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(d / f"{name}.key"))
+            return d / f"{name}.key"
+
+        openssl("req", "-x509", "-new", "-key", str(key("ca")), "-subj", "/CN=piposer test CA", "-days", "2",
+                "-out", str(d / "ca.crt"))
+        for name, extension in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+            openssl("req", "-new", "-key", str(key(name)), "-subj", f"/CN=piposer test {name}", "-out", str(d / f"{name}.csr"))
+            (d / f"{name}.ext").write_text(extension + "\n")
+            openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
+                    "-CAcreateserial", "-days", "2", "-extfile", str(d / f"{name}.ext"), "-out", str(d / f"{name}.crt"))
+        return cls(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key")
+
+    def broker_config(self) -> tuple[str, ...]:
+        """mosquitto.conf lines for a TLS listener that requires a client certificate from this CA."""
+        return (f"cafile {self.ca}", f"certfile {self.server_cert}", f"keyfile {self.server_key}",
+                "require_certificate true")
+
+
+@dataclass(frozen=True)
 class Received:
     topic: str
     payload: bytes
@@ -147,7 +185,8 @@ class Subscriber:
     so a broker with persistence queues messages for it while it reconnects.
     """
 
-    def __init__(self, broker: Broker, *topics: str, session: str | None = None, username=None, password=None):
+    def __init__(self, broker: Broker, *topics: str, session: str | None = None, username=None, password=None,
+                 tls: Certificates | None = None):
         self.messages: list[Received] = []
         self._changed = threading.Condition()
         self.topics = topics or ("#",)
@@ -160,6 +199,8 @@ class Subscriber:
         )
         if username:
             self.client.username_pw_set(username, password)
+        if tls:
+            self.client.tls_set(ca_certs=str(tls.ca), certfile=str(tls.client_cert), keyfile=str(tls.client_key))
         self.client.reconnect_delay_set(0.05, 0.2)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *args: self.subscribed.set()

@@ -324,3 +324,41 @@ def test_real_model_poses_on_a_real_image(broker, make_sink):
     errors = np.linalg.norm(xy[labelled] - truth_xyv[labelled, :2], axis=1)
     assert np.median(errors) < 12, errors  # pixels, on a 640x425 photo
     assert all(pose["keypoints"][name]["detected"] for name in ("nose", "left_shoulder", "right_shoulder"))
+
+
+def test_tls_with_client_certificate(tmp_path, make_sink):
+    from broker import Certificates
+
+    certs = Certificates.create(tmp_path / "tls")
+    with Broker(tmp_path / "broker", extra=certs.broker_config()) as broker:
+        sink = make_sink(broker, tls=True, tls_ca=str(certs.ca), tls_cert=str(certs.client_cert),
+                         tls_key=str(certs.client_key))
+        sink.publish(frame(0), [person()])
+        # the broker only speaks TLS with a client certificate: a plain client is turned away
+        plain = make_sink(broker, start=False, device_id="plain")
+        plain.start()
+        wait_until(lambda: plain.last_error is not None)
+        assert plain.last_error == (f"MQTT broker 127.0.0.1:{broker.port} closed the connection before accepting it: "
+                                    "check mqtt.tls and the TLS files")
+        assert not plain.connected.is_set()
+        with Subscriber(broker, "#", tls=certs) as sub:
+            assert sub.wait_for("piposer/test/state")[0].json()["people"] == 1
+            assert not sub.on("piposer/plain/availability")
+
+
+def test_tls_file_errors_name_the_key(tmp_path):
+    from piposer.errors import PiposerError
+
+    settings = MqttSettings(tls=True, tls_ca=str(tmp_path / "missing-ca.crt"))
+    with pytest.raises(PiposerError, match=r"^mqtt.tls_ca: cannot load TLS files: No such file"):
+        MqttSink(settings, model_name="posenet")
+
+
+def test_close_while_broker_unreachable_returns_promptly(tmp_path, make_sink):
+    sink = make_sink(Broker(tmp_path / "never-started"), start=False)
+    sink.start()
+    sink.publish(frame(0), [person()])
+    wait_until(lambda: sink.last_error is not None)
+    started = time.monotonic()
+    sink.close(timeout=1.0)
+    assert time.monotonic() - started < 2.5

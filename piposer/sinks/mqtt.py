@@ -162,7 +162,7 @@ class MqttSink:
         self._window_moved = threading.Event()
         self._stopping = threading.Event()
         self._ever_connected = False
-        self._logged_failure = False
+        self._answered = False  # whether the broker answered the current connection attempt
         self._started_at = clock()
         self._sender: threading.Thread | None = None
         self._client = self._make_client(settings.resolve_password())
@@ -177,6 +177,7 @@ class MqttSink:
             _set_tls(client, s)
         client.reconnect_delay_set(s.reconnect_min_delay, s.reconnect_max_delay)
         client.max_inflight_messages_set(WINDOW)
+        client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -282,16 +283,20 @@ class MqttSink:
 
     # --- paho callbacks (network thread) ---------------------------------------------------------
 
+    def _on_pre_connect(self, client, userdata) -> None:
+        self._answered = False
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         s = self.settings
+        self._answered = True
         if reason_code.is_failure:
-            self._report(f"MQTT broker {s.host}:{s.port} refused the connection: {reason_code}{_hint(reason_code)}")
+            message = f"MQTT broker {s.host}:{s.port} refused the connection: {reason_code}{_hint(reason_code)}"
+            self._report(message, logging.ERROR)
             return
         if self._ever_connected:
             self.reconnects += 1
         self._ever_connected = True
         self.last_error = None
-        self._logged_failure = False
         log.info("connected to MQTT broker %s:%d as %s", s.host, s.port, s.device)
         if self.on_command is not None:
             client.subscribe(self.topics["set"], qos=1)
@@ -311,14 +316,19 @@ class MqttSink:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
-        if was_connected and not self._stopping.is_set():
+        if self._stopping.is_set():
+            return
+        if was_connected:
             log.warning("lost connection to MQTT broker (%s); reconnecting", reason_code)
+        elif not self._answered:  # the socket opened but the broker hung up before answering CONNECT
+            s = self.settings
+            self._report(f"MQTT broker {s.host}:{s.port} closed the connection before accepting it: "
+                         f"check mqtt.tls and the TLS files")
 
-    def _report(self, message: str) -> None:
-        """Remember a connection problem; log it once (then at debug level) until a connection succeeds."""
+    def _report(self, message: str, level: int = logging.WARNING) -> None:
+        """Remember a connection problem; log each different one once (repeats at debug level)."""
+        log.log(logging.DEBUG if message == self.last_error else level, message)
         self.last_error = message
-        log.log(logging.DEBUG if self._logged_failure else logging.WARNING, message)
-        self._logged_failure = True
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.discovery_status_topic:
