@@ -16,12 +16,11 @@ import math
 import re
 import time
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Callable, Literal
 
-import numpy as np
-
 from .errors import PiposerError
-from .types import LAYOUTS, Layout, Pose
+from .types import LAYOUTS, Keypoint, Layout, Pose
 
 log = logging.getLogger(__name__)
 
@@ -209,70 +208,63 @@ def _check_action(action: ActionSettings, where: str) -> None:
         _check_range(f"{where}.follow.smooth", f.smooth, 0.0, math.inf)
 
 
-# --- one frame, as arrays ------------------------------------------------------------------------
+# --- one frame ----------------------------------------------------------------------------------
 
 
 class Scene:
-    """One frame's poses as (keypoint, person) arrays, built once and shared by every rule."""
+    """One frame's poses, with what every rule shares: person keys and (lazily) body sizes.
+
+    Conditions read keypoints straight from the poses: with a handful of people, plain Python per
+    person is several times faster than numpy, whose per-call overhead dominates arrays this small.
+    """
 
     def __init__(self, poses: list[Pose], layout: Layout):
         self.poses = poses
         self.layout = layout
-        self.count = len(poses)
         self.keys = [p.track_id for p in poses]
-        rows = [
-            (k.x, k.y, k.nx, k.ny, k.score if k.detected else -1.0)
-            for p in poses for k in p.keypoints
-        ]
-        a = np.array(rows, dtype=np.float64).reshape(len(poses), len(layout.keypoints), 5).transpose(2, 1, 0)
-        self.x, self.y, self.nx, self.ny, self.score = a
-        self.pose_scores = np.array([p.score for p in poses], dtype=np.float64)
-        self._ok: dict[float, np.ndarray] = {}
-        self._body: np.ndarray | None = None
-
-    def ok(self, min_score: float) -> np.ndarray:
-        """(K, P) True where a keypoint is detected and scores at least `min_score`."""
-        ok = self._ok.get(min_score)
-        if ok is None:
-            ok = self._ok[min_score] = self.score >= min_score
-        return ok
+        self.unique_keys = len(set(self.keys)) == len(self.keys)
+        self._body: list[float] | None = None
 
     @property
-    def body(self) -> np.ndarray:
+    def body(self) -> list[float]:
         if self._body is None:
             self._body = body_sizes(self)
         return self._body
 
 
-def body_sizes(scene: Scene) -> np.ndarray:
+def body_sizes(scene: Scene) -> list[float]:
     """Each person's body size in pixels: the larger of shoulder width and torso length.
 
     Torso length runs from the middle of the detected shoulders to the middle of the detected hips,
     so it survives a side view (where shoulder width collapses) and shoulder width survives a
-    close-up without hips. NaN when no shoulder is detected: distance rules are then false.
+    close-up without hips. NaN when neither can be measured: distance rules are then false.
     """
-    idx = scene.layout.index
-    ls, rs, lh, rh = (idx(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
-    ok = scene.score >= 0
-    width = np.where(ok[ls] & ok[rs], np.hypot(scene.x[ls] - scene.x[rs], scene.y[ls] - scene.y[rs]), 0.0)
-
-    def middle(a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = ok[a].astype(np.float64) + ok[b]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mx = (scene.x[a] * ok[a] + scene.x[b] * ok[b]) / n
-            my = (scene.y[a] * ok[a] + scene.y[b] * ok[b]) / n
-        return mx, my, n > 0
-
-    sx, sy, s_ok = middle(ls, rs)
-    hx, hy, h_ok = middle(lh, rh)
-    torso = np.where(s_ok & h_ok, np.hypot(sx - hx, sy - hy), 0.0)
-    size = np.maximum(width, torso)
-    return np.where(s_ok & (size > 0), size, np.nan)
+    index = scene.layout.index
+    ls, rs, lh, rh = (index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
+    sizes = []
+    for pose in scene.poses:
+        k = pose.keypoints
+        width = math.dist((k[ls].x, k[ls].y), (k[rs].x, k[rs].y)) if k[ls].detected and k[rs].detected else 0.0
+        shoulders, hips = _middle(k[ls], k[rs]), _middle(k[lh], k[rh])
+        torso = math.dist(shoulders, hips) if shoulders and hips else 0.0
+        size = max(width, torso)
+        sizes.append(size if size > 0 else math.nan)
+    return sizes
 
 
-# --- conditions compiled to array functions --------------------------------------------------------
+def _middle(a: Keypoint, b: Keypoint) -> tuple[float, float] | None:
+    """The middle of two keypoints, or the one detected, or None."""
+    if a.detected and b.detected:
+        return (a.x + b.x) / 2, (a.y + b.y) / 2
+    if a.detected or b.detected:
+        k = a if a.detected else b
+        return k.x, k.y
+    return None
 
-Test = Callable[[Scene, float], np.ndarray]  # (scene, now) -> (P,) bool
+
+# --- conditions compiled to functions --------------------------------------------------------------
+
+Test = Callable[[Scene, float], list[bool]]  # (scene, now) -> one bool per pose
 
 
 def compile_condition(cond: Condition, layout: Layout, min_score: float) -> Test:
@@ -285,62 +277,76 @@ def compile_condition(cond: Condition, layout: Layout, min_score: float) -> Test
             raise KeyError(f"keypoint {name!r} is not in the model's {layout.name} layout")
         return layout.index(name)
 
+    def seen(k: Keypoint) -> bool:
+        return k.detected and k.score >= min_score
+
     if cond.people is not None:
         need = cond.people
-        return lambda s, now: np.full(s.count, int((s.pose_scores >= min_score).sum()) >= need)
+
+        def people(s: Scene, now: float) -> list[bool]:
+            return [sum(p.score >= min_score for p in s.poses) >= need] * len(s.poses)
+        return people
     if cond.zone is not None:
-        return _zone_test(cond.zone, index(cond.zone.keypoint), min_score)
+        return _zone_test(cond.zone, index(cond.zone.keypoint), seen)
     for relation in RELATIONS:
         r = getattr(cond, relation)
         if r is not None:
-            return _relation_test(relation, index(r.a), index(r.b), r.margin, min_score)
+            return _relation_test(relation, index(r.a), index(r.b), r.margin, seen)
     if cond.near is not None:
         a, b, within = index(cond.near.a), index(cond.near.b), cond.near.within
 
-        def near(s: Scene, now: float) -> np.ndarray:
-            ok = s.ok(min_score)
-            distance = np.hypot(s.x[a] - s.x[b], s.y[a] - s.y[b])
-            with np.errstate(invalid="ignore"):
-                return ok[a] & ok[b] & (distance < within * s.body)
+        def near(s: Scene, now: float) -> list[bool]:
+            out = []
+            for p, body in zip(s.poses, s.body):
+                ka, kb = p.keypoints[a], p.keypoints[b]
+                out.append(seen(ka) and seen(kb) and math.hypot(ka.x - kb.x, ka.y - kb.y) < within * body)
+            return out
         return near
     if cond.held is not None:
         return HeldTest(compile_condition(cond.held.when, layout, min_score), cond.held.seconds)
     parts = [compile_condition(c, layout, min_score) for c in (cond.all or cond.any)]
-    combine = np.logical_and.reduce if cond.all is not None else np.logical_or.reduce
-    return lambda s, now: combine([p(s, now) for p in parts]) if s.count else np.zeros(0, bool)
+    combine = all if cond.all is not None else any
+
+    def combined(s: Scene, now: float) -> list[bool]:
+        return [combine(v) for v in zip(*[part(s, now) for part in parts])]
+    return combined
 
 
-def _zone_test(zone: Zone, k: int, min_score: float) -> Test:
+def _zone_test(zone: Zone, k: int, seen: Callable[[Keypoint], bool]) -> Test:
     if zone.rect is not None:
         x0, y0, x1, y1 = zone.rect
-        return lambda s, now: s.ok(min_score)[k] & (s.nx[k] >= x0) & (s.nx[k] <= x1) & (s.ny[k] >= y0) & (s.ny[k] <= y1)
-    poly = np.asarray(zone.polygon, dtype=np.float64)
-    ax, ay = poly[:, 0], poly[:, 1]
-    bx, by = np.roll(ax, -1), np.roll(ay, -1)
+        return lambda s, now: [
+            seen(kp) and x0 <= kp.nx <= x1 and y0 <= kp.ny <= y1 for kp in (p.keypoints[k] for p in s.poses)
+        ]
+    # Even-odd ray casting; each edge as (x at its start, y at start, y at end, dx/dy).
+    points = zone.polygon
+    edges = [
+        (ax, ay, by, (bx - ax) / (by - ay) if by != ay else 0.0)  # horizontal edges never cross
+        for (ax, ay), (bx, by) in zip(points, points[1:] + points[:1])
+    ]
 
-    def inside(s: Scene, now: float) -> np.ndarray:
-        # Even-odd ray casting, all people against all edges at once: (P, 1) points vs (E,) edges.
-        px, py = s.nx[k][:, None], s.ny[k][:, None]
-        crosses = (ay > py) != (by > py)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            x_cross = ax + (py - ay) * (bx - ax) / (by - ay)
-        odd = np.count_nonzero(crosses & (px < x_cross), axis=1) % 2 == 1
-        return s.ok(min_score)[k] & odd
-    return inside
+    def inside(x: float, y: float) -> bool:
+        odd = False
+        for ax, ay, by, slope in edges:
+            if (ay > y) != (by > y) and x < ax + (y - ay) * slope:
+                odd = not odd
+        return odd
+
+    return lambda s, now: [seen(kp) and inside(kp.nx, kp.ny) for kp in (p.keypoints[k] for p in s.poses)]
 
 
-def _relation_test(relation: str, a: int, b: int, margin: float, min_score: float) -> Test:
+def _relation_test(relation: str, a: int, b: int, margin: float, seen: Callable[[Keypoint], bool]) -> Test:
     # Image y grows downwards, so "a above b" is a.y < b.y.
     axis, sign = {"above": ("y", 1), "below": ("y", -1), "left_of": ("x", 1), "right_of": ("x", -1)}[relation]
+    coordinate = attrgetter(axis)
 
-    def test(s: Scene, now: float) -> np.ndarray:
-        ok = s.ok(min_score)
-        v = getattr(s, axis)
-        gap = (v[b] - v[a]) * sign
-        if margin:
-            with np.errstate(invalid="ignore"):
-                return ok[a] & ok[b] & (gap > margin * s.body)
-        return ok[a] & ok[b] & (gap > 0)
+    def test(s: Scene, now: float) -> list[bool]:
+        limits = [margin * body for body in s.body] if margin else [0.0] * len(s.poses)
+        out = []
+        for p, limit in zip(s.poses, limits):
+            ka, kb = p.keypoints[a], p.keypoints[b]
+            out.append(seen(ka) and seen(kb) and (coordinate(kb) - coordinate(ka)) * sign > limit)
+        return out
     return test
 
 
@@ -355,16 +361,18 @@ class HeldTest:
         self.seconds = seconds
         self.since: dict[int | None, float] = {}
 
-    def __call__(self, s: Scene, now: float) -> np.ndarray:
-        values = per_key(s.keys, self.inner(s, now))
+    def __call__(self, s: Scene, now: float) -> list[bool]:
+        values = per_key(s, self.inner(s, now))
         self.since = {k: self.since.get(k, now) for k, v in values.items() if v}
-        return np.array([k in self.since and now - self.since[k] >= self.seconds for k in s.keys], bool)
+        return [k in self.since and now - self.since[k] >= self.seconds for k in s.keys]
 
 
-def per_key(keys: list[int | None], values: np.ndarray) -> dict[int | None, bool]:
+def per_key(scene: Scene, values: list[bool]) -> dict[int | None, bool]:
     """One value per person key: poses sharing a key (untracked ones) count if any of them is true."""
+    if scene.unique_keys:
+        return dict(zip(scene.keys, values))
     out: dict[int | None, bool] = {}
-    for k, v in zip(keys, values.tolist()):
+    for k, v in zip(scene.keys, values):
         out[k] = out.get(k, False) or v
     return out
 
@@ -446,8 +454,8 @@ class Follower:
 
 @dataclass
 class Outcome:
-    """What one rule did this frame: its edges as (edge, person) pairs, whether it is active, and the
-    best-scoring pose currently satisfying it (for actions that follow a pose)."""
+    """What one rule did this frame: its edges as (edge, person) pairs, whether it is active, and,
+    for rules with a follow action, the best-scoring pose currently satisfying it."""
 
     rule: RuleSettings
     edges: list[tuple[str, int | None]]
@@ -462,6 +470,7 @@ class Rule:
         self.settings = settings
         self.tests: dict[str, Test] = {}
         self.triggers: dict[int | None, Trigger] = {}
+        self.follows = any(a.mode == "follow" for a in settings.actions)
 
     def test(self, layout: Layout) -> Test:
         test = self.tests.get(layout.name)
@@ -471,29 +480,42 @@ class Rule:
 
     def update(self, scene: Scene | None, now: float) -> Outcome:
         s = self.settings
-        values = self.test(scene.layout)(scene, now) if scene is not None else np.zeros(0, bool)
-        if s.per_person:
-            current = per_key(scene.keys, values) if scene is not None else {}
+        if scene is None:
+            values, current = [], {} if s.per_person else {None: False}
         else:
-            current = {None: bool(values.any())}
+            values = self.test(scene.layout)(scene, now)
+            current = per_key(scene, values) if s.per_person else {None: any(values)}
+        triggers = self.triggers
         edges = []
-        for key in current.keys() | self.triggers.keys():
-            trigger = self.triggers.get(key)
+        for key, value in current.items():
+            trigger = triggers.get(key)
             if trigger is None:
-                trigger = self.triggers[key] = Trigger(s.activate_after, s.release_after, s.cooldown)
-            edge = trigger.update(current.get(key, False), now)
+                if not value:
+                    continue
+                trigger = triggers[key] = Trigger(s.activate_after, s.release_after, s.cooldown)
+            edge = trigger.update(value, now)
             if edge:
                 edges.append((edge, key))
-            if trigger.idle and key not in current and (trigger.last_rise is None or now - trigger.last_rise >= s.cooldown):
-                del self.triggers[key]
-        edges.sort(key=lambda e: (e[0] != "falling", -1 if e[1] is None else e[1]))
-        active_keys = {k for k, t in self.triggers.items() if t.active}
-        subject = None
-        if active_keys and scene is not None:
-            chosen = [i for i, v in enumerate(values.tolist()) if v and (not s.per_person or scene.keys[i] in active_keys)]
-            if chosen:
-                subject = scene.poses[max(chosen, key=lambda i: scene.pose_scores[i])]
-        return Outcome(s, edges, bool(active_keys), subject)
+        for key in [k for k in triggers if k not in current]:  # people who left the picture
+            trigger = triggers[key]
+            edge = trigger.update(False, now)
+            if edge:
+                edges.append((edge, key))
+            if trigger.idle and (trigger.last_rise is None or now - trigger.last_rise >= s.cooldown):
+                del triggers[key]
+        if len(edges) > 1:
+            edges.sort(key=lambda e: (e[0] != "falling", -1 if e[1] is None else e[1]))
+        active = any(t.active for t in triggers.values())
+        subject = self.subject(scene, values) if active and self.follows and scene is not None else None
+        return Outcome(s, edges, active, subject)
+
+    def subject(self, scene: Scene, values: list[bool]) -> Pose | None:
+        """The best-scoring pose satisfying the condition whose person is active."""
+        chosen = [
+            pose for pose, key, v in zip(scene.poses, scene.keys, values)
+            if v and (not self.settings.per_person or getattr(self.triggers.get(key), "active", False))
+        ]
+        return max(chosen, key=lambda pose: pose.score) if chosen else None
 
 
 class RulesEngine:

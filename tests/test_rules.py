@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 
 import numpy as np
@@ -118,7 +119,7 @@ def test_body_size_uses_torso_or_shoulders_and_is_nan_without_shoulders():
     sizes = body_sizes(s)
     assert sizes[0] == pytest.approx(0.28 * 480)                # torso length
     assert sizes[1] == pytest.approx(0.12 * 640)                # shoulder width
-    assert np.isnan(sizes[2])
+    assert math.isnan(sizes[2])
 
 
 def test_people_count():
@@ -218,11 +219,23 @@ def test_any_person_rule_stays_active_while_anyone_satisfies_it():
     assert run(eng, clock, frames) == [[("raised", "rising", None)], [], [("raised", "falling", None)]]
 
 
+FOLLOW = '\nactions = [ { output = "dimmer", mode = "follow", follow = { keypoint = "left_wrist" } } ]'
+
+
 def test_subject_is_the_best_scoring_matching_pose():
-    eng, _ = engine(RAISED)
+    eng, _ = engine(RAISED + FOLLOW)
     weak, strong = hand_raised(score=0.6, track_id=1), hand_raised(score=0.9, track_id=2)
     outcomes, _ = eng.update([weak, pose(score=0.95), strong])
     assert outcomes[0].subject is strong
+
+
+def test_per_person_subject_is_an_active_person():
+    eng, clock = engine(RAISED + FOLLOW + "\nper_person = true\nactivate_after = 0.25")
+    first = hand_raised(score=0.6, track_id=1)
+    assert eng.update([first])[0][0].subject is None        # not active yet
+    clock.advance(0.25)
+    late = hand_raised(score=0.9, track_id=2)                # better score, but not active yet
+    assert eng.update([first, late])[0][0].subject is first
 
 
 def test_a_failing_rule_is_disabled_and_the_others_keep_running():
