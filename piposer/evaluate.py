@@ -15,21 +15,18 @@ import cv2
 import numpy as np
 
 from .errors import PiposerError
+from .tracking import oks_matrix, sigmas
 from .types import COCO17, Frame, Pose
 
-# COCO's per-keypoint OKS constants (sigmas), in COCO-17 order.
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
 def oks(pred_xy: np.ndarray, gt_keypoints: np.ndarray, area: float) -> float:
     """Object keypoint similarity of (17, 2) predicted positions against COCO (17, 3) [x, y, v] ground truth."""
-    labelled = gt_keypoints[:, 2] > 0
-    if not labelled.any():
-        return 0.0
-    d2 = ((pred_xy - gt_keypoints[:, :2]) ** 2).sum(axis=1)
-    e = d2 / (2 * (2 * COCO_SIGMAS) ** 2 * (area + np.spacing(1)))
-    return float(np.exp(-e)[labelled].mean())
+    seen = np.ones((1, len(pred_xy)), dtype=bool)
+    labelled = (gt_keypoints[:, 2] > 0)[None]
+    return float(oks_matrix(pred_xy[None], seen, np.zeros(1), gt_keypoints[None, :, :2], labelled,
+                            np.array([area]), sigmas(COCO17))[0, 0])
 
 
 def coco_result(pose: Pose, image_id: int) -> dict:
