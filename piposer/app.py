@@ -40,12 +40,13 @@ class LoopSettings:
     """[loop]: frame-rate cap, which poses go on to the tracker and sinks, stats, and where snapshots go.
 
     `max_fps` = 0 runs as fast as frames come; a cap sleeps *before* taking the newest frame, so it
-    saves CPU without adding latency. An empty `snapshot_dir` means $STATE_DIRECTORY/snapshots under
+    saves CPU without adding latency. Poses scoring below `min_pose_score` are dropped before tracking
+    (weak detections flicker and would each cost a fresh id). An empty `snapshot_dir` means $STATE_DIRECTORY/snapshots under
     systemd, else ./snapshots.
     """
 
     max_fps: float = 0.0
-    min_pose_score: float = 0.0
+    min_pose_score: float = 0.3
     stats_interval: float = 10.0
     stats_window: int = 300
     snapshot_dir: str = ""
@@ -227,9 +228,10 @@ class App:
 
     def _process(self, frame: Frame, timings: dict[str, float]) -> None:
         t = time.monotonic()
+        timings["frame_age"] = t - frame.timestamp  # how stale the frame is when inference starts
         poses = [p for p in self.estimator.estimate(frame) if p.score >= self.min_pose_score]
         timings["estimate"] = (t1 := time.monotonic()) - t
-        self.tracker.update(poses, frame.timestamp)
+        self.tracker.update(poses, self.source.media_time(frame))
         timings["track"] = (t := time.monotonic()) - t1
         for sink in self.sinks:
             sink.publish(frame, poses)

@@ -76,6 +76,7 @@ class Device(Protocol):
 
     description: str
     live: bool
+    fps: float  # frames per second of media time (files: the container's rate); unused for live devices
 
     def open(self) -> None: ...
 
@@ -91,6 +92,7 @@ class PiCamera2Device:
 
     def __init__(self, settings: SourceSettings, camera_num: int = 0):
         self.settings = settings
+        self.fps = settings.fps
         self.camera_num = camera_num
         self.description = f"picamera2 camera {camera_num} ({settings.width}x{settings.height} @ {settings.fps:g} fps)"
         self._camera = None
@@ -141,6 +143,7 @@ class OpenCVDevice:
         self.target = target
         self.settings = settings
         self.live = live
+        self.fps = settings.fps
         self.description = f"camera {target}" if isinstance(target, int) else str(target)
         self._capture: cv2.VideoCapture | None = None
 
@@ -157,6 +160,8 @@ class OpenCVDevice:
             capture.set(cv2.CAP_PROP_FPS, s.fps)
         if self.live:
             capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        else:
+            self.fps = capture.get(cv2.CAP_PROP_FPS) or s.fps
         self._capture = capture
 
     def read(self) -> np.ndarray | None:
@@ -176,6 +181,7 @@ class ImageFiles:
     """Still images from a folder or a glob, in name order, as if they were a video."""
 
     live = False
+    fps = 1.0  # stills are unrelated moments: one second apart, as far as tracking is concerned
 
     def __init__(self, paths: list[Path], description: str, loop: bool = False):
         self.paths = paths
@@ -243,6 +249,10 @@ class FrameSource:
     def read(self, timeout: float = 1.0) -> Frame | None:
         raise NotImplementedError
 
+    def media_time(self, frame: Frame) -> float:
+        """The frame's time in the scene (seconds), which tracking ages go by: capture time for live sources."""
+        return frame.timestamp
+
     def close(self) -> None:
         self.device.close()
 
@@ -289,7 +299,13 @@ class FrameSource:
 
 
 class Playback(FrameSource):
-    """A file, folder or glob read in the caller's thread: every frame is processed, in order."""
+    """A file, folder or glob read in the caller's thread: every frame is processed, in order.
+
+    Media time is the frame's position in the file, so tracking behaves the same however slowly it runs.
+    """
+
+    def media_time(self, frame: Frame) -> float:
+        return frame.index / self.device.fps
 
     def read(self, timeout: float = 1.0) -> Frame | None:
         if self.finished:

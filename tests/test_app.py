@@ -1,0 +1,257 @@
+"""The appliance loop with real parts: PoseNet, real video, a real Mosquitto broker, a real notify socket;
+the Pi camera is the fake picamera2 module (hardware edge)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import pytest
+
+import fake_picamera2
+from broker import Broker, Subscriber
+from conftest import DATA, ROOT
+from piposer import commands, config
+from piposer.app import App
+from piposer.errors import PiposerError
+from piposer.sinks.mqtt import MqttSettings
+from piposer.systemd import Notifier
+from test_systemd import NotifySocket
+
+VIDEO = DATA / "video" / "room_pair.mp4"
+
+
+def make_config(source=str(VIDEO), mqtt: MqttSettings | None = None, **loop):
+    cfg = config.load(None)
+    cfg.source.source = source
+    cfg.mqtt = mqtt or MqttSettings(enabled=False)  # set directly until [mqtt] is part of Config
+    for key, value in loop.items():
+        setattr(cfg.loop, key, value)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def camera_frames():
+    capture = cv2.VideoCapture(str(VIDEO))
+    frames = [capture.read()[1] for _ in range(8)]
+    capture.release()
+    return frames
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with Broker(tmp_path / "broker") as b:
+        yield b
+
+
+@pytest.fixture
+def notify(tmp_path):
+    s = NotifySocket(tmp_path / "notify")
+    yield s
+    s.close()
+
+
+class Running:
+    """An App running in a thread (as `piposer run` would in its main thread), with a log of its events."""
+
+    def __init__(self, cfg, notifier=None, **kwargs):
+        self.lines: list[str] = []
+        self.app = App(cfg, notifier=notifier, log=self.lines.append, **kwargs).open()
+        self.reason = None
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self.reason = self.app.run()
+        finally:
+            self.app.close()
+
+    def frames_after(self, seconds: float) -> int:
+        start = self.app.stats.frames
+        time.sleep(seconds)
+        return self.app.stats.frames - start
+
+    def stop(self) -> str:
+        self.app.stop()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        return self.reason
+
+    def events(self, kind: str) -> list[dict]:
+        prefix = f"event {kind}: "
+        return [json.loads(line[len(prefix):]) for line in self.lines if line.startswith(prefix)]
+
+
+def test_video_to_mqtt_end_to_end(broker, tmp_path):
+    mqtt = MqttSettings(host=broker.host, port=broker.port, device_id="e2e", discovery=False, qos=1)
+    cfg = make_config(mqtt=mqtt, stats_interval=0.5)
+    with Subscriber(broker, "piposer/e2e/#") as sub:
+        with App(cfg, log=lambda _: None) as app:
+            assert app.run() == "finished"
+            stats = app.stats_dict()
+        poses = [m.json() for m in sub.wait_for("piposer/e2e/poses", 72)]
+        availability = sub.wait_for("piposer/e2e/availability", 2)
+        sent_stats = sub.wait_for("piposer/e2e/stats")[-1].json()
+    with Subscriber(broker, "piposer/e2e/availability") as late:  # what a newcomer sees: the retained state
+        retained = late.wait_for("piposer/e2e/availability")[0]
+    assert [p["frame"] for p in poses] == list(range(72))
+    assert {p["width"] for p in poses} == {1920} and {p["model"] for p in poses} == {"posenet"}
+    ids = {pose["id"] for p in poses for pose in p["poses"] if pose["score"] >= 0.3}
+    assert ids == {1, 2}  # the two people keep their ids from the first frame to the last
+    assert [m.payload for m in availability] == [b"online", b"offline"]
+    assert retained.payload == b"offline" and retained.retain
+    assert stats["frames"] == 72 and stats["source"]["frames"] == 72 and stats["fps"] > 0
+    assert set(stats["stages_ms"]) >= {"read", "estimate", "track", "MqttSink"}
+    assert stats["latency_ms"]["p50"] >= stats["stages_ms"]["estimate"]
+    assert sent_stats["frames"] > 0 and "latency_ms" in sent_stats and sent_stats["model"] == "posenet"
+
+
+def test_sigterm_shuts_down_cleanly(broker, notify, tmp_path):
+    """`run()` in its own process on a live (fake) camera: READY, watchdog, then SIGTERM -> offline, camera released."""
+    script = f"""
+import sys, pytest, cv2
+sys.path.insert(0, {str(ROOT / 'tests')!r})
+import fake_picamera2
+from piposer import app, config
+from piposer.sinks.mqtt import MqttSettings
+cam = fake_picamera2.install(pytest.MonkeyPatch(), [cv2.imread({str(DATA / 'tflite_pose_testdata' / 'image3.jpeg')!r})],
+                             interval=0.02)
+cfg = config.load(None)
+cfg.source.source = "picamera2"
+cfg.mqtt = MqttSettings(host="127.0.0.1", port={broker.port}, device_id="term", discovery=False)
+code = app.run(cfg)
+print("exit", code, "camera closed", cam.instances[0].closed, flush=True)
+sys.exit(code)
+"""
+    env = {**notify.env(watchdog=1.0), "PIPOSER_MODEL_DIR": config.os.environ["PIPOSER_MODEL_DIR"],
+           "PATH": "/usr/bin:/bin"}
+    with Subscriber(broker, "piposer/term/#") as sub:
+        process = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        try:
+            assert notify.wait_for("READY=1", timeout=30)
+            notify.wait_for("WATCHDOG=1")
+            sub.wait_for("piposer/term/poses", 3)
+            process.terminate()
+            out, _ = process.communicate(timeout=20)
+        finally:
+            process.kill()
+        assert process.returncode == 0, out
+        assert "received SIGTERM, shutting down" in out
+        assert "exit 0 camera closed True" in out
+        assert sub.wait_for("piposer/term/availability", 2)[-1].payload == b"offline"
+    notify.wait_for("STOPPING=1", timeout=1)
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_watchdog_is_fed_only_while_frames_advance(monkeypatch, camera_frames, notify):
+    cam = fake_picamera2.install(monkeypatch, camera_frames, interval=0.01)
+    run = Running(make_config("picamera2"), notifier=Notifier(notify.env(watchdog=0.2)))
+    try:
+        notify.wait_for("READY=1")
+        notify.wait_for("WATCHDOG=1")
+        cam.stall.set()  # the camera hangs: no new frames
+        notify.drain(1.5)  # the frame being processed when it hung may still ping
+        frames = run.app.stats.frames
+        assert "WATCHDOG=1" not in notify.drain(1.0)
+        assert run.app.stats.frames == frames
+        cam.stall.clear()
+        notify.wait_for("WATCHDOG=1", timeout=5)
+    finally:
+        assert run.stop() == "stopped"
+    assert cam.instances[0].closed
+
+
+def test_pause_stops_inference_but_not_the_watchdog(monkeypatch, camera_frames, notify):
+    fake_picamera2.install(monkeypatch, camera_frames, interval=0.01)
+    run = Running(make_config("picamera2"), notifier=Notifier(notify.env(watchdog=0.2)))
+    try:
+        wait_until(lambda: run.app.stats.frames > 0)
+        run.app.command(commands.Pause(request_id="p1"))
+        wait_until(lambda: run.app.paused)
+        time.sleep(0.1)
+        assert run.frames_after(0.5) == 0
+        notify.drain()
+        notify.wait_for("WATCHDOG=1", timeout=2)  # frames still arrive, so the service is healthy
+        paused_at = run.app.stats.frames
+        run.app.command(commands.Resume())
+        wait_until(lambda: run.app.stats.frames > paused_at)
+    finally:
+        run.stop()
+    assert [e["id"] for e in run.events("paused")] == ["p1"] and len(run.events("resumed")) == 1
+
+
+def test_frame_cap_does_not_add_latency(monkeypatch, camera_frames):
+    fake_picamera2.install(monkeypatch, camera_frames, interval=0.005)
+    run = Running(make_config("picamera2", max_fps=5))
+    try:
+        wait_until(lambda: run.app.stats.frames >= 4)
+    finally:
+        run.stop()
+    stats = run.app.stats.as_dict()
+    assert stats["fps"] <= 5.5, stats
+    # the cap sleeps *before* taking the newest frame: frames are fresh when inference starts,
+    # not up to a 200 ms period old (the camera delivers one every 5 ms)
+    assert stats["stages_ms"]["frame_age"] < 50, stats
+
+
+def test_snapshot_and_thresholds_commands(tmp_path):
+    cfg = make_config(snapshot_dir=str(tmp_path / "snaps"))
+    app = App(cfg, log=lambda _: None).open()
+    try:
+        app.command(commands.Snapshot(request_id="s1"))
+        app.command(commands.SetThresholds(keypoint_threshold=0.8, pose_threshold=0.4))
+        app.run(max_frames=1)
+        assert app.run(max_frames=5) == "finished"
+        poses_seen = app.tracker.tracks
+    finally:
+        app.close()
+    (jpg,) = (tmp_path / "snaps").glob("*.jpg")
+    assert cv2.imread(str(jpg)).shape == (1080, 1920, 3)
+    poses = json.loads(jpg.with_suffix(".json").read_text())
+    assert sorted(p["id"] for p in poses) == [1, 2] and min(p["score"] for p in poses) >= 0.4
+    assert all(k["detected"] == (k["score"] >= 0.8) for p in poses for k in p["keypoints"].values())
+    assert len(poses_seen) == 2
+
+
+def test_reload_applies_a_valid_config_and_keeps_running_on_a_bad_one(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('[tracking]\nmax_age = 2.5\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[tracking]\nmax_age = -1\n')
+    target = {"path": bad}
+    lines: list[str] = []
+    with App(make_config(), load_config=lambda: config.load(target["path"]), log=lines.append) as app:
+        app.command(commands.ReloadConfig(request_id=7))
+        assert app.run(max_frames=3) == "finished"
+        assert any("command_failed" in line and "tracking.max_age must be > 0" in line for line in lines)
+        target["path"] = good
+        app.command(commands.ReloadConfig())
+        assert app.run() == "reload"
+        assert app.next_config.tracking.max_age == 2.5
+
+
+def test_failed_start_releases_what_was_opened(monkeypatch, camera_frames, tmp_path):
+    cam = fake_picamera2.install(monkeypatch, camera_frames)
+    mqtt = MqttSettings(username="pi", password_file=str(tmp_path / "missing"))
+    with pytest.raises(PiposerError, match="mqtt.password_file: cannot read"):
+        App(make_config("picamera2", mqtt=mqtt), log=lambda _: None).open()
+    assert cam.instances[0].closed
+
+
+def test_loop_settings_are_validated_with_the_key_named():
+    with pytest.raises(PiposerError, match="loop.max_fps must be >= 0"):
+        config.build(config.Config, {"loop": {"max_fps": -1}}, "")
+    with pytest.raises(PiposerError, match="loop.min_pose_score must be within 0..1"):
+        config.build(config.Config, {"loop": {"min_pose_score": 2}}, "")
