@@ -26,11 +26,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 
-from piposer.config import build  # noqa: E402
-from piposer.gpio import OutputSettings, RulesSink  # noqa: E402
-from piposer.rules import RuleSettings, RulesEngine  # noqa: E402
+from piposer.gpio import RulesSink  # noqa: E402
+from piposer.rules import RulesEngine  # noqa: E402
 from piposer.types import Frame  # noqa: E402
-from rules_poses import STANDING, Clock, pose  # noqa: E402
+from rules_poses import STANDING, Clock, pose, sections  # noqa: E402
 
 # 20 rules covering every condition, scope and combination; 5 of them drive outputs.
 RULES = """
@@ -171,8 +170,8 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=5)
     args = parser.parse_args()
 
-    rules = [build(RuleSettings, r, f"rules[{i}]") for i, r in enumerate(tomllib.loads(RULES)["rules"])]
-    outputs = [build(OutputSettings, o, f"outputs[{i}]") for i, o in enumerate(tomllib.loads(OUTPUTS)["outputs"])]
+    rules = sections(tomllib.loads(RULES))[0]
+    outputs = sections(tomllib.loads(OUTPUTS))[1]
     frames = make_frames(args.frames, args.people)
     frame = Frame(np.zeros((480, 640, 3), np.uint8), 0, 0.0)
     print(f"{len(rules)} rules, {args.people} people, {args.frames} frames x {args.rounds} rounds")

@@ -1,9 +1,12 @@
-"""Synthetic poses and a hand-driven clock for the rules and GPIO tests."""
+"""Synthetic poses, a hand-driven clock and config-section builders for the rules and GPIO tests."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from piposer.config import build
+from piposer.gpio import ButtonSettings, OutputSettings
+from piposer.rules import RuleSettings
 from piposer.types import COCO17, Layout, Pose, make_pose
 
 # A person standing in the middle of a 640x480 image, arms down (normalized x, y).
@@ -61,3 +64,11 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
+
+
+def sections(data: dict) -> tuple[list[RuleSettings], list[OutputSettings], ButtonSettings | None]:
+    """The [[rules]], [[outputs]] and [button] sections of a parsed TOML file, validated."""
+    rules = [build(RuleSettings, r, f"rules[{i}]") for i, r in enumerate(data.get("rules", []))]
+    outputs = [build(OutputSettings, o, f"outputs[{i}]") for i, o in enumerate(data.get("outputs", []))]
+    button = build(ButtonSettings, data["button"], "button") if "button" in data else None
+    return rules, outputs, button

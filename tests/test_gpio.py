@@ -12,23 +12,13 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from piposer.config import build
 from piposer.errors import PiposerError
-from piposer.gpio import ButtonSettings, OutputSettings, RulesSink
-from piposer.rules import RuleSettings
+from piposer.gpio import RulesSink
 from piposer.types import Frame
 
-from rules_poses import Clock, hand_raised, pose
+from rules_poses import Clock, hand_raised, pose, sections
 
 FRAME = Frame(np.zeros((480, 640, 3), np.uint8), 0, 0.0)
-
-
-def settings(toml: str) -> tuple[list[RuleSettings], list[OutputSettings], ButtonSettings | None]:
-    data = tomllib.loads(toml)
-    rules = [build(RuleSettings, r, f"rules[{i}]") for i, r in enumerate(data.get("rules", []))]
-    outputs = [build(OutputSettings, o, f"outputs[{i}]") for i, o in enumerate(data.get("outputs", []))]
-    button = build(ButtonSettings, data["button"], "button") if "button" in data else None
-    return rules, outputs, button
 
 
 @pytest.fixture
@@ -46,7 +36,7 @@ def pwm_factory():
 
 
 def sink(toml: str, factory, clock: Clock | None = None, **kwargs) -> RulesSink:
-    rules, outputs, button = settings(toml)
+    rules, outputs, button = sections(tomllib.loads(toml))
     return RulesSink(rules, outputs, button=button, pin_factory=factory, clock=clock or Clock(), **kwargs)
 
 

@@ -10,12 +10,11 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from piposer.config import Config, build, read_toml
-from piposer.gpio import ButtonSettings, OutputSettings, RulesSink
-from piposer.rules import RuleSettings
+from piposer.gpio import RulesSink
 from piposer.types import Frame
 
 from conftest import ROOT
-from rules_poses import Clock, pose
+from rules_poses import Clock, pose, sections
 
 ART = ROOT / "config" / "art-installation.toml"
 HOME = ROOT / "config" / "home-automation.toml"
@@ -28,10 +27,7 @@ def load_sections(path):
     known = {f.name for f in dataclasses.fields(Config)}
     build(Config, {k: v for k, v in data.items() if k in known}, "")
     assert set(data) - known <= {"rules", "outputs", "button", "mqtt"}
-    rules = [build(RuleSettings, r, f"rules[{i}]") for i, r in enumerate(data.get("rules", []))]
-    outputs = [build(OutputSettings, o, f"outputs[{i}]") for i, o in enumerate(data.get("outputs", []))]
-    button = build(ButtonSettings, data["button"], "button") if "button" in data else None
-    return rules, outputs, button
+    return sections(data)
 
 
 @pytest.fixture

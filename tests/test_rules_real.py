@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from piposer.config import build
-from piposer.gpio import OutputSettings, RulesSink
+from piposer.gpio import RulesSink
 from piposer.rules import RuleSettings, RulesEngine
 from piposer.types import COCO17, Frame, make_pose
 
 from conftest import DATA, MODELS
-from rules_poses import Clock
+from rules_poses import Clock, sections
 
 pytestmark = pytest.mark.skipif(not (MODELS / "MANIFEST.md").exists(), reason="needs ../shared/models")
 
@@ -89,7 +88,7 @@ ZONES = {"left_zone", "middle_zone", "right_zone"}
 
 
 def rules() -> list[RuleSettings]:
-    return [build(RuleSettings, r, f"rules[{i}]") for i, r in enumerate(tomllib.loads(RULES)["rules"])]
+    return sections(tomllib.loads(RULES))[0]
 
 
 def image_path(dataset: str, name: str):
@@ -148,8 +147,8 @@ def test_hands_together_on_real_photos():
 
 def run_sequence(table: str, sequence: list[tuple[str, str]]) -> tuple[MockFactory, list[dict]]:
     """Real model poses through a RulesSink with OUTPUTS on mock pins, one frame every 0.1 s."""
-    settings = [build(RuleSettings, r, f"rules[{i}]") for i, r in enumerate(tomllib.loads(table)["rules"])]
-    outputs = [build(OutputSettings, o, f"outputs[{i}]") for i, o in enumerate(tomllib.loads(OUTPUTS)["outputs"])]
+    settings = sections(tomllib.loads(table))[0]
+    outputs = sections(tomllib.loads(OUTPUTS))[1]
     factory = MockFactory()
     clock = Clock()
     events = []
