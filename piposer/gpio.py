@@ -152,7 +152,8 @@ class Output:
 class RulesSink:
     """Runs the rules on every frame and drives the outputs; reports edges through `on_event`.
 
-    `on_event("rule", rule=, edge="rising"|"falling", person=)` is called on every edge and
+    `on_event("rule", rule=, edge="rising"|"falling", person=)` is called on every edge (and, with
+    `reason="stopped"`, for each rule still active when the sink closes), and
     `on_event("rule_error", rule=, error=)` when a rule fails and is disabled; `on_request("pause" |
     "resume" | "snapshot")` when the button asks (from gpiozero's thread). `pin_factory` is passed to
     every gpiozero device (a MockFactory in tests); `clock` times the rules.
@@ -259,7 +260,7 @@ class RulesSink:
                 hold_time=settings.hold_time, pin_factory=pin_factory,
             )
         except Exception as exc:
-            raise PiposerError(f"button: cannot use GPIO{settings.pin}: {exc}") from None
+            raise PiposerError(f"button: cannot use GPIO{settings.pin}: {_why(exc)}") from None
         state = {"held": False}
 
         def held():
@@ -291,6 +292,8 @@ class RulesSink:
             return
         self._closed = True
         atexit.unregister(self.close)
+        for rule, person in self.engine.active():  # subscribers should not wait for a falling edge forever
+            self._emit("rule", rule=rule, edge="falling", person=person, reason="stopped")
         for out in self.outputs.values():
             try:
                 out.make_safe()
@@ -314,4 +317,13 @@ def _build(settings: OutputSettings, pin_factory):
     try:
         return make_device(settings, pin_factory)
     except Exception as exc:
-        raise PiposerError(f"output '{settings.name}': cannot use GPIO{settings.pin} as a {settings.kind}: {exc}") from None
+        raise PiposerError(f"output '{settings.name}': cannot use GPIO{settings.pin} as a {settings.kind}: {_why(exc)}") from None
+
+
+def _why(exc: Exception) -> str:
+    from gpiozero.exc import BadPinFactory
+
+    if isinstance(exc, BadPinFactory):
+        return ("no GPIO library found (not a Raspberry Pi, or lgpio not installed);"
+                " GPIOZERO_PIN_FACTORY=mock runs the rules without real pins")
+    return str(exc)

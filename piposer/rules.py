@@ -531,6 +531,14 @@ class RulesEngine:
         self.clock = clock
         self.errors: dict[str, str] = {}
 
+    def active(self) -> list[tuple[str, int | None]]:
+        """(rule name, person) for every rule and person active now."""
+        return [
+            (rule.settings.name, key)
+            for rule in self.rules if rule.settings.name not in self.errors
+            for key, trigger in rule.triggers.items() if trigger.active
+        ]
+
     def update(self, poses: list[Pose]) -> tuple[list[Outcome], list[tuple[RuleSettings, str]]]:
         """Evaluate every enabled rule; returns the outcomes and the rules that failed this frame."""
         now = self.clock()

@@ -237,6 +237,28 @@ safe = 1
     assert states(factory, 23) == [False, True]
 
 
+def test_close_reports_rules_still_active(factory):
+    table = LAMP.replace("activate_after = 0.5\n", "").replace('name = "raised"', 'name = "raised"\nper_person = true')
+    events = []
+    clock = Clock()
+    s = sink(table, factory, clock, on_event=lambda kind, **f: events.append((kind, f)))
+    feed(s, [[hand_raised(track_id=4), pose(track_id=6)]], clock)
+    s.close()
+    assert events == [
+        ("rule", {"rule": "raised", "edge": "rising", "person": 4}),
+        ("rule", {"rule": "raised", "edge": "falling", "person": 4, "reason": "stopped"}),
+    ]
+
+
+def test_no_gpio_library_is_a_clear_error(monkeypatch):
+    import gpiozero
+
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "no-such-library")
+    monkeypatch.setattr(gpiozero.Device, "pin_factory", None)
+    with pytest.raises(PiposerError, match="output 'lamp': cannot use GPIO17 as a relay: no GPIO library found"):
+        sink(LAMP, None)
+
+
 def test_outputs_go_safe_when_the_loop_raises(factory):
     clock = Clock()
     with pytest.raises(RuntimeError):
