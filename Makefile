@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 export PIPOSER_SHARED ?= $(SHARED)
 export PIPOSER_MODEL_DIR ?= $(SHARED)/models$(if $(wildcard $(SHARED)/models/converted_from_tfjs),:$(SHARED)/models/converted_from_tfjs)
 RUN_ARGS ?= --source $(SHARED)/data/video/room_pair.mp4
-APT_TEST_PACKAGES := mosquitto openssh-server openssh-client rsync shellcheck systemd
+APT_TEST_PACKAGES := mosquitto openssl openssh-server openssh-client rsync shellcheck systemd
 
 .PHONY: run test bench eval soak deploy venv test-deps clean
 
