@@ -1,0 +1,97 @@
+"""Soak: a long run of the whole loop (looping real video -> PoseNet -> tracker -> MQTT to a local Mosquitto),
+reporting resident memory and fps as it goes. Target: RSS growth under 10 MB from warm-up to the end.
+
+    make soak                                    # 20,000 frames
+    .venv/bin/python bench/soak.py --frames 300  # quick check
+
+A subscriber counts the pose messages that actually arrive, so a silently dead MQTT path shows up too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared"))
+os.environ.setdefault("PIPOSER_MODEL_DIR", f"{SHARED / 'models'}:{SHARED / 'models' / 'converted_from_tfjs'}")
+
+from broker import Broker, Subscriber  # noqa: E402
+from piposer import config  # noqa: E402
+from piposer.app import App, rss_mb  # noqa: E402
+from piposer.sinks.mqtt import MqttSettings  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20_000)
+    parser.add_argument("--chunk", type=int, default=1000, help="report every N frames")
+    parser.add_argument("--warmup", type=int, default=None, help="frames before the baseline RSS (default: one chunk)")
+    parser.add_argument("--video", default=str(SHARED / "data" / "video" / "room_pair.mp4"))
+    parser.add_argument("--model", default="posenet")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    warmup = min(args.warmup if args.warmup is not None else args.chunk, args.frames)
+
+    with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp)) as broker:
+        cfg = config.load(None)
+        cfg.model.name = args.model
+        cfg.source.source, cfg.source.loop = args.video, True
+        cfg.loop.stats_interval = 5.0
+        cfg.mqtt = MqttSettings(host=broker.host, port=broker.port, device_id="soak", discovery=False)
+        with Subscriber(broker, "piposer/soak/poses") as sub:
+            rss_before_open = rss_mb()
+            rows = []
+            with App(cfg, log=lambda line: None) as app:
+                rss_open = rss_mb()
+                started = last_t = time.monotonic()
+                last_n = 0
+                targets = sorted({warmup, *range(args.chunk, args.frames, args.chunk), args.frames})
+                print(f"soak: {args.frames} frames of {Path(args.video).name} with {args.model}, MQTT to "
+                      f"{broker.host}:{broker.port}; RSS {rss_before_open:.1f} MB before open, {rss_open:.1f} MB after")
+                print("| frames | elapsed s | fps (window) | RSS MB |")
+                print("|---|---|---|---|")
+                for target in targets:
+                    if app.run(max_frames=target) != "finished":
+                        raise SystemExit("soak: the loop ended early")
+                    now = time.monotonic()
+                    n = app.stats.frames
+                    rows.append({"frames": n, "elapsed_s": round(now - started, 1),
+                                 "fps": round((n - last_n) / (now - last_t), 2), "rss_mb": round(rss_mb(), 1)})
+                    print(f"| {n} | {rows[-1]['elapsed_s']} | {rows[-1]['fps']} | {rows[-1]['rss_mb']} |", flush=True)
+                    last_n, last_t = n, now
+                stats = app.stats_dict()
+            time.sleep(0.5)
+            received = len(sub.on("piposer/soak/poses"))
+    baseline = next(r for r in rows if r["frames"] >= warmup)
+    result = {
+        "frames": rows[-1]["frames"],
+        "elapsed_s": rows[-1]["elapsed_s"],
+        "fps": round(rows[-1]["frames"] / rows[-1]["elapsed_s"], 2),
+        "rss_after_open_mb": round(rss_open, 1),
+        "rss_after_warmup_mb": baseline["rss_mb"],
+        "rss_end_mb": rows[-1]["rss_mb"],
+        "rss_growth_mb": round(rows[-1]["rss_mb"] - baseline["rss_mb"], 1),
+        "mqtt_poses_received": received,
+        "latency_ms": stats["latency_ms"],
+        "stages_ms": stats["stages_ms"],
+        "rows": rows,
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    verdict = "OK" if result["rss_growth_mb"] < 10 else "OVER TARGET"
+    print(f"soak: RSS {baseline['rss_mb']} MB after {warmup} frames -> {result['rss_end_mb']} MB after "
+          f"{result['frames']} ({result['rss_growth_mb']:+.1f} MB, target < 10 MB: {verdict}); "
+          f"{result['fps']} fps; {received} pose messages received")
+    return 0 if result["rss_growth_mb"] < 10 and received > 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
