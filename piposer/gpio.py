@@ -181,7 +181,6 @@ class RulesSink:
         self.followers: dict[tuple[str, str], Follower] = {}
         self.hold_outputs = {a.output for r in rules for a in r.actions if a.mode == "hold"}
         self._closed = False
-        atexit.register(self.close)
         try:
             for settings in outputs:
                 self.outputs[settings.name] = Output(settings, _build(settings, pin_factory))
@@ -190,21 +189,24 @@ class RulesSink:
         except BaseException:
             self.close()
             raise
+        # Registered after gpiozero's own exit handler (which closes every device on the default pin
+        # factory), so that at exit this runs first and the outputs reach their safe values.
+        atexit.register(self.close)
 
     def publish(self, frame: Frame, poses: list[Pose]) -> None:
         if self._closed:
             return
-        outcomes, failed = self.engine.update(poses)
+        now = self.clock()
+        outcomes, failed = self.engine.update(poses, now)
         for rule, message in failed:
             self._report_error(rule, message)
-        now = self.clock()
         held: set[str] = set()
         for outcome in outcomes:
             try:
                 self._act(outcome, now, held)
             except Exception as exc:  # a broken action disables its rule, not the appliance
                 message = f"{type(exc).__name__}: {exc}"
-                self.engine.errors[outcome.rule.name] = message
+                self.engine.disable(outcome.rule.name, message)
                 self._report_error(outcome.rule, message)
             for edge, person in outcome.edges:
                 self._emit("rule", rule=outcome.rule.name, edge=edge, person=person)
@@ -237,7 +239,6 @@ class RulesSink:
         return self.followers[key]
 
     def _report_error(self, rule: RuleSettings, message: str) -> None:
-        log.error("rule %r disabled: %s", rule.name, message)
         for action in rule.actions:
             if action.mode == "follow":
                 self.outputs[action.output].set(0.0)
@@ -292,19 +293,21 @@ class RulesSink:
             return
         self._closed = True
         atexit.unregister(self.close)
-        for rule, person in self.engine.active():  # subscribers should not wait for a falling edge forever
-            self._emit("rule", rule=rule, edge="falling", person=person, reason="stopped")
         for out in self.outputs.values():
             try:
                 out.make_safe()
             except Exception:
                 log.exception("could not set output %r to its safe value", out.settings.name)
-            try:
-                out.device.close()
-            except Exception:
-                log.exception("could not release output %r", out.settings.name)
+        for rule, person in self.engine.active():  # subscribers should not wait for a falling edge forever
+            self._emit("rule", rule=rule, edge="falling", person=person, reason="stopped")
+        devices = [out.device for out in self.outputs.values()]
         if self.button is not None:
-            self.button.close()
+            devices.append(self.button)
+        for device in devices:
+            try:
+                device.close()
+            except Exception:
+                log.exception("could not release %r", device)
 
     def __enter__(self) -> RulesSink:
         return self

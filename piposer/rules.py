@@ -267,14 +267,19 @@ def _middle(a: Keypoint, b: Keypoint) -> tuple[float, float] | None:
 Test = Callable[[Scene, float], list[bool]]  # (scene, now) -> one bool per pose
 
 
+class MissingKeypoint(Exception):
+    """A rule names a keypoint that the running model's layout does not have (BlazePose-only names
+    with PoseNet): the rule cannot run and is disabled."""
+
+
 def compile_condition(cond: Condition, layout: Layout, min_score: float) -> Test:
     """Turn a validated Condition into a function of (scene, now) giving one bool per pose.
 
-    Raises KeyError naming a keypoint the layout does not have.
+    Raises MissingKeypoint for a keypoint the layout does not have.
     """
     def index(name: str) -> int:
         if name not in layout.keypoints:
-            raise KeyError(f"keypoint {name!r} is not in the model's {layout.name} layout")
+            raise MissingKeypoint(f"keypoint {name!r} is not in the model's {layout.name} layout")
         return layout.index(name)
 
     def seen(k: Keypoint) -> bool:
@@ -416,7 +421,7 @@ class Trigger:
 
     @property
     def idle(self) -> bool:
-        """Nothing pending: inactive, not counting towards activation, cooldown over (or none)."""
+        """Nothing pending: inactive and not counting towards an activation."""
         return not self.active and self.true_since is None
 
 
@@ -539,9 +544,11 @@ class RulesEngine:
             for key, trigger in rule.triggers.items() if trigger.active
         ]
 
-    def update(self, poses: list[Pose]) -> tuple[list[Outcome], list[tuple[RuleSettings, str]]]:
-        """Evaluate every enabled rule; returns the outcomes and the rules that failed this frame."""
-        now = self.clock()
+    def update(self, poses: list[Pose], now: float | None = None) -> tuple[list[Outcome], list[tuple[RuleSettings, str]]]:
+        """Evaluate every enabled rule at `now` (default: the clock's time); returns the outcomes and
+        the rules that failed this frame."""
+        if now is None:
+            now = self.clock()
         scene = Scene(poses, poses[0].layout) if poses else None
         outcomes, failed = [], []
         for rule in self.rules:
@@ -551,8 +558,12 @@ class RulesEngine:
             try:
                 outcomes.append(rule.update(scene, now))
             except Exception as exc:  # one broken rule must not stop the others
-                message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeyError) else str(exc.args[0])
-                self.errors[name] = message
-                log.error("rule %r disabled: %s", name, message)
+                message = str(exc) if isinstance(exc, MissingKeypoint) else f"{type(exc).__name__}: {exc}"
+                self.disable(name, message)
                 failed.append((rule.settings, message))
         return outcomes, failed
+
+    def disable(self, name: str, message: str) -> None:
+        """Stop evaluating rule `name` (it failed with `message`); its persons no longer count as active."""
+        self.errors[name] = message
+        log.error("rule %r disabled: %s", name, message)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -333,36 +335,41 @@ def test_button_press_toggles_pause_and_hold_takes_a_snapshot(factory):
     assert requests == ["pause", "resume", "snapshot"]
 
 
-def test_atexit_sets_outputs_safe_after_sigterm_or_a_crash(tmp_path):
-    # A process that forgets close(): atexit still makes the relay safe, after SIGTERM (turned into
-    # SystemExit, as the appliance does) and after an unhandled exception.
+def test_outputs_go_safe_at_exit_after_sigterm_or_a_crash(tmp_path):
+    # A process that never calls close(), on gpiozero's default pin factory (whose own exit handler
+    # closes every device): the relay must still be driven to its safe value at exit, after SIGTERM
+    # (turned into SystemExit, as the appliance does) and after an unhandled exception. Each pin
+    # change is printed as it happens.
     script = tmp_path / "app.py"
-    script.write_text(textwrap.dedent(f"""
-        import atexit, signal, sys, time
-        sys.path.insert(0, {str(tmp_path.parent)!r})
-        from gpiozero.pins.mock import MockFactory
+    script.write_text(textwrap.dedent("""
+        import os, signal, sys, time
+        os.environ["GPIOZERO_PIN_FACTORY"] = "mock"
         from piposer.gpio import OutputSettings, RulesSink
         from piposer.rules import ActionSettings, Condition, RuleSettings
         from piposer.types import Frame
-        factory = MockFactory()
-        atexit.register(lambda: print("final", factory.pin(17).state, flush=True))
+        from rules_poses import pose
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
         rule = RuleSettings(name="anyone", when=Condition(people=1), actions=[ActionSettings(output="relay")])
-        sink = RulesSink([rule], [OutputSettings(name="relay", kind="relay", pin=17)], pin_factory=factory)
-        sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
-        from rules_poses import pose
+        sink = RulesSink([rule], [OutputSettings(name="relay", kind="relay", pin=17)])
+        from gpiozero import Device
+        pin = Device.pin_factory.pin(17)
+        change = pin._change_state
+        def traced(value):
+            if change(value):
+                print("pin", value, flush=True)
+        pin._change_state = traced
         sink.publish(Frame(None, 0, 0.0), [pose()])
-        print("on", factory.pin(17).state, flush=True)
         if sys.argv[1] == "crash":
             raise RuntimeError("boom")
         time.sleep(30)
     """))
-    for mode in ("crash", "sigterm"):
-        proc = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "on True"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parent.parent)])}
+    for mode in ("sigterm", "crash"):
+        proc = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert proc.stdout.readline() == "pin True\n"
         if mode == "sigterm":
             proc.terminate()
         proc.wait(timeout=20)
-        assert proc.stdout.read().strip() == "final False", (mode, proc.stderr.read())
+        assert proc.stdout.read() == "pin False\n", (mode, proc.stderr.read())
         proc.stdout.close()
         proc.stderr.close()
