@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -116,6 +118,26 @@ def throughput(broker: Broker, qos: int, persons: int, messages: int = 3000) -> 
     }
 
 
+def raw_paho(broker: Broker, persons: int, messages: int = 3000) -> dict:
+    """Baseline: the same payloads encoded and published straight through one paho client from the
+    producing thread: no outbox, no sender thread, no bound on memory, no drop accounting."""
+    counter = Counter(broker)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    poses = people(persons)
+    counter.expected = messages
+    started = time.monotonic()
+    for i in range(messages):
+        client.publish("piposer/bench/poses", encode(poses_payload(frame(i), poses, "posenet")))
+    counter.done.wait(60)
+    elapsed = max(counter.arrived.values()) - started
+    client.disconnect()
+    client.loop_stop()
+    counter.subscriber.close()
+    return {"msgs_per_s": len(counter.arrived) / elapsed}
+
+
 def latency(broker: Broker, qos: int, persons: int, fps: float = 30.0, seconds: float = 4.0) -> dict:
     """Publish at camera rate; capture timestamp to subscriber arrival, p50/p95 in ms."""
     counter = Counter(broker)
@@ -153,10 +175,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp)) as broker:
         print(f"\nthroughput, median of {args.repeats} runs of 3000 messages")
-        print("| qos | people | msgs/s received | publish() p50 µs | publish() p95 µs | drops |\n|---|---|---|---|---|---|")
+        print("(raw paho: the same payloads encoded and published directly by the producer, QoS 0, runs interleaved)")
+        print("| qos | people | sink msgs/s | raw paho msgs/s | sink/raw | publish() p50 µs | publish() p95 µs | drops |")
+        print("|---|---|---|---|---|---|---|---|")
         for qos, persons in ((0, 1), (1, 1), (0, 5)):
-            r = median_of([throughput(broker, qos, persons) for _ in range(args.repeats)])
-            print(f"| {qos} | {persons} | {r['msgs_per_s']:,.0f} | {r['call_us_p50']:.0f} | {r['call_us_p95']:.0f} | {r['drops']:.0f} |")
+            runs, raw = [], []
+            for _ in range(args.repeats):
+                runs.append(throughput(broker, qos, persons))
+                raw.append(raw_paho(broker, persons))
+            r, b = median_of(runs), median_of(raw)
+            print(f"| {qos} | {persons} | {r['msgs_per_s']:,.0f} | {b['msgs_per_s']:,.0f} | "
+                  f"{r['msgs_per_s'] / b['msgs_per_s']:.2f} | {r['call_us_p50']:.0f} | {r['call_us_p95']:.0f} | "
+                  f"{r['drops']:.0f} |")
 
         print(f"\ncapture-to-subscriber latency at 30 fps for 4 s, median of {args.repeats} runs")
         print("| qos | people | p50 ms | p95 ms | received/sent |\n|---|---|---|---|---|")
