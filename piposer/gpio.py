@@ -221,7 +221,7 @@ class RulesSink:
             if action.mode == "hold" and outcome.active:
                 held.add(action.output)
             elif action.mode == "pulse" and rising:
-                out.pulse(action.seconds)
+                out.pulse(action.pulse_seconds)
             elif action.mode == "follow":
                 follower = self._follower(rule, action)
                 if outcome.active:

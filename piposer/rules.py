@@ -94,13 +94,17 @@ class FollowSettings:
 
 @dataclass
 class ActionSettings:
-    """What a rule does to an output: `hold` it on while active, `pulse` it for `seconds` at each
-    rising edge, or `follow` a pose quantity (PWM outputs only) while active."""
+    """What a rule does to an output: `hold` it on while active, `pulse` it for `seconds` (default
+    0.5) at each rising edge, or `follow` a pose quantity (PWM outputs only) while active."""
 
     output: str = ""
     mode: Literal["hold", "pulse", "follow"] = "hold"
-    seconds: float = 0.5
+    seconds: float | None = None
     follow: FollowSettings | None = None
+
+    @property
+    def pulse_seconds(self) -> float:
+        return 0.5 if self.seconds is None else self.seconds
 
 
 @dataclass
@@ -196,8 +200,11 @@ def _check_condition(cond: Condition, where: str) -> None:
 def _check_action(action: ActionSettings, where: str) -> None:
     if not action.output:
         raise ValueError(f"{where}.output is missing (the name of an [[outputs]] entry)")
-    if action.mode == "pulse" and action.seconds <= 0:
-        raise ValueError(f"{where}.seconds must be > 0, not {action.seconds}")
+    if action.seconds is not None:
+        if action.mode != "pulse":
+            raise ValueError(f"{where}.seconds is only for mode = 'pulse' (this action is mode = '{action.mode}')")
+        if action.seconds <= 0:
+            raise ValueError(f"{where}.seconds must be > 0, not {action.seconds}")
     if (action.mode == "follow") != (action.follow is not None):
         raise ValueError(f"{where}: mode = 'follow' and a follow = {{...}} table go together")
     if action.follow is not None:

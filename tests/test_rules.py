@@ -291,6 +291,8 @@ def test_duplicate_rule_names_are_rejected():
     ('name = "x"\nwhen = { people = 1 }\nmin_score = 2', "rule 'x': min_score must be within 0..1"),
     ('name = "x"\nwhen = { people = 1 }\nactions = [ { mode = "hold" } ]', r"actions\[0\].output is missing"),
     ('name = "x"\nwhen = { people = 1 }\nactions = [ { output = "a", mode = "follow" } ]', "mode = 'follow' and a follow"),
+    ('name = "x"\nwhen = { people = 1 }\nactions = [ { output = "a", seconds = 2 } ]', r"actions\[0\].seconds is only for mode = 'pulse' \(this action is mode = 'hold'\)"),
+    ('name = "x"\nwhen = { people = 1 }\nactions = [ { output = "a", mode = "pulse", seconds = 0 } ]', r"actions\[0\].seconds must be > 0"),
     ('name = "x"\nwhen = { people = 1 }\nactions = [ { output = "a", mode = "blink" } ]', r"rules\[0\].actions\[0\].mode = 'blink' is not allowed"),
     ('name = "x"\nwhen = { people = 1 }\nactions = [ { output = "a", mode = "follow", follow = { low = 0.5, high = 0.5 } } ]', "follow: low and high must differ"),
     ('name = "x"\nwhen = { above = { a = "nose", b = "left_wrist", c = 1 } }', r"unknown key 'rules\[0\].when.above.c'"),
