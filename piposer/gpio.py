@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 from .errors import PiposerError
-from .rules import ActionSettings, Follower, Outcome, RuleSettings, RulesEngine
+from .rules import ActionSettings, Follower, Outcome, RuleSettings, RulesEngine, check_unique_names
 from .types import Frame, Pose
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class ButtonSettings:
 def check_wiring(rules: list[RuleSettings], outputs: list[OutputSettings], button: ButtonSettings | None) -> None:
     """Cross-checks one section cannot do alone: unique names and pins, actions naming real outputs,
     follow only on PWM outputs, one mode per output. Raises PiposerError naming the culprit."""
+    check_unique_names(rules)
     by_name: dict[str, OutputSettings] = {}
     pins: dict[int, str] = {button.pin: "button"} if button else {}
     for out in outputs:

@@ -530,15 +530,19 @@ class Rule:
         return max(chosen, key=lambda pose: pose.score) if chosen else None
 
 
+def check_unique_names(rules: list[RuleSettings]) -> None:
+    names = [r.name for r in rules]
+    for name in names:
+        if names.count(name) > 1:
+            raise PiposerError(f"config: two rules are named {name!r}; rule names must be unique")
+
+
 class RulesEngine:
     """Evaluates all rules on each frame's poses at the clock's time; a rule that raises is disabled
     (its error kept in `errors`) and the others keep running."""
 
     def __init__(self, rules: list[RuleSettings], clock: Callable[[], float] = time.monotonic):
-        names = [r.name for r in rules]
-        for name in names:
-            if names.count(name) > 1:
-                raise PiposerError(f"config: two rules are named {name!r}; rule names must be unique")
+        check_unique_names(rules)
         self.rules = [Rule(r) for r in rules]
         self.clock = clock
         self.errors: dict[str, str] = {}
