@@ -1,15 +1,18 @@
 """piposer's BlazePose against MediaPipe itself (mediapipe==0.10.14, legacy `solutions.pose`), same frames, one run.
 
-    .venv/bin/python bench/blazepose_vs_mediapipe.py [--complexity lite full heavy] [--frames 103] [--rounds 2]
+    .venv/bin/python bench/blazepose_vs_mediapipe.py [--complexity lite full heavy] [--frames 103]
 
 MediaPipe is never a piposer dependency: it lives in its own venv (`.bench-venv/`, created and
 filled with pip on first use) and runs in a worker process that this same script becomes with
-`--worker`. Both sides read the same frames with OpenCV and time only their pose call.
+`--worker` and that answers one frame at a time. Both sides read the same frames with OpenCV, take
+turns frame by frame (so load from other processes hits both alike) and time only their pose call.
 
 Agreement: per landmark, the distance between the two results divided by the diagonal of the
 box around MediaPipe's 33 landmarks, over landmarks both call visible (visibility >= 0.5); the
 median and 95th percentile over all frames. Speed: median milliseconds per frame of each side on
-the same video, measured in alternating rounds, and their ratio.
+the same frames, and their ratio (MediaPipe's time over piposer's: above 1 means piposer is faster).
+MediaPipe runs its models with one XNNPACK thread on desktop Linux, so piposer gets one too unless
+`--threads` says otherwise.
 """
 
 from __future__ import annotations
@@ -54,44 +57,56 @@ def frames(source: str, limit: int):
     capture.release()
 
 
-def run_mediapipe(source: str, limit: int, complexity: str, video: bool) -> dict:
-    """Worker side (inside .bench-venv): MediaPipe's legacy pose solution over the frames."""
+def serve_mediapipe(source: str, limit: int, complexity: str, video: bool) -> None:
+    """Worker side (inside .bench-venv): one frame through MediaPipe's legacy pose solution per request line.
+
+    Each line on stdin asks for the next frame; the answer is one JSON line with the time of the
+    pose call and the landmarks (x, y in pixels, visibility), or null when no pose was found.
+    """
     import mediapipe as mp
 
     pose = mp.solutions.pose.Pose(static_image_mode=not video, model_complexity=COMPLEXITY[complexity],
                                   smooth_landmarks=True, enable_segmentation=False,
                                   min_detection_confidence=0.5, min_tracking_confidence=0.5)
-    landmarks, times = [], []
-    for image in frames(source, limit):
+    for image, _ in zip(frames(source, limit), sys.stdin):
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         start = time.perf_counter()
         result = pose.process(rgb)
-        times.append(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
         h, w = image.shape[:2]
-        if result.pose_landmarks is None:
-            landmarks.append(None)
-        else:
-            landmarks.append([[p.x * w, p.y * h, p.visibility] for p in result.pose_landmarks.landmark])
+        landmarks = None if result.pose_landmarks is None else [
+            [p.x * w, p.y * h, p.visibility] for p in result.pose_landmarks.landmark]
+        print(json.dumps({"time": elapsed, "landmarks": landmarks}), flush=True)
     pose.close()
-    return {"landmarks": landmarks, "times": times}
 
 
-def run_piposer(source: str, limit: int, complexity: str, video: bool) -> dict:
+def lockstep(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
+    """Both sides over the same frames, alternating frame by frame so machine load hits both alike."""
     from piposer.estimators import ModelSettings
     from piposer.estimators.blazepose import BlazePoseEstimator, BlazePoseSettings
     from piposer.types import Frame
 
-    estimator = BlazePoseEstimator(ModelSettings(name=f"blazepose-{complexity}", num_threads=2),
+    estimator = BlazePoseEstimator(ModelSettings(name=f"blazepose-{complexity}", num_threads=threads),
                                    BlazePoseSettings(running_mode="video" if video else "image"))
-    landmarks, times = [], []
+    worker = subprocess.Popen([str(python), __file__, "--worker", source, str(limit), complexity, str(int(video))],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    ours, theirs = {"landmarks": [], "times": []}, {"landmarks": [], "times": []}
     for i, image in enumerate(frames(source, limit)):
+        worker.stdin.write("next\n")
+        worker.stdin.flush()
+        answer = json.loads(worker.stdout.readline())
+        theirs["times"].append(answer["time"])
+        theirs["landmarks"].append(answer["landmarks"])
         frame = Frame(image, i, i / FPS)
         start = time.perf_counter()
         poses = estimator.estimate(frame)
-        times.append(time.perf_counter() - start)
-        landmarks.append([[k.x, k.y, k.visibility] for k in poses[0].keypoints] if poses else None)
+        ours["times"].append(time.perf_counter() - start)
+        ours["landmarks"].append([[k.x, k.y, k.visibility] for k in poses[0].keypoints] if poses else None)
+    worker.stdin.close()
+    worker.wait()
     estimator.close()
-    return {"landmarks": landmarks, "times": times, "detector_runs": estimator.detector_runs}
+    ours["detector_runs"] = estimator.detector_runs
+    return {"ours": ours, "theirs": theirs}
 
 
 def ensure_bench_venv() -> Path:
@@ -116,13 +131,6 @@ def ensure_bench_venv() -> Path:
     return python
 
 
-def worker(python: Path, source: str, limit: int, complexity: str, video: bool) -> dict:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([str(python), __file__, "--worker", source, str(limit), complexity, str(int(video)), out.name],
-                       check=True, stderr=subprocess.DEVNULL)
-        return json.loads(Path(out.name).read_text())
-
-
 def agreement(ours: list, theirs: list) -> dict:
     """Landmark distances over the bounding-box diagonal, and how often only one side found a pose."""
     errors, only_one = [], 0
@@ -141,20 +149,14 @@ def agreement(ours: list, theirs: list) -> dict:
             "landmarks": int(errors.size), "only_one": only_one}
 
 
-def compare(python: Path, source: str, limit: int, complexity: str, video: bool, rounds: int) -> dict:
-    """Alternate MediaPipe and piposer runs over the same frames; agreement from the first round."""
-    ours_times, theirs_times, first = [], [], None
-    for _ in range(rounds):
-        theirs = worker(python, source, limit, complexity, video)
-        ours = run_piposer(source, limit, complexity, video)
-        first = first or (ours, theirs)
-        # the first frame of a run includes warm-up (model load, XNNPACK packing): left out of the speed
-        theirs_times += theirs["times"][1:]
-        ours_times += ours["times"][1:]
-    ours_ms, theirs_ms = 1000 * np.median(ours_times), 1000 * np.median(theirs_times)
-    return {**agreement(first[0]["landmarks"], first[1]["landmarks"]), "frames": len(first[0]["times"]),
+def compare(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
+    run = lockstep(python, source, limit, complexity, video, threads)
+    ours, theirs = run["ours"], run["theirs"]
+    # the first frame includes warm-up (XNNPACK weight packing, graph start): left out of the speed
+    ours_ms, theirs_ms = 1000 * np.median(ours["times"][1:]), 1000 * np.median(theirs["times"][1:])
+    return {**agreement(ours["landmarks"], theirs["landmarks"]), "frames": len(ours["times"]),
             "ours_ms": ours_ms, "theirs_ms": theirs_ms, "speedup": theirs_ms / ours_ms,
-            "detector_runs": first[0]["detector_runs"]}
+            "detector_runs": ours["detector_runs"]}
 
 
 def image_list(limit: int) -> str:
@@ -168,7 +170,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--complexity", nargs="+", default=["lite", "full", "heavy"], choices=list(COMPLEXITY))
     parser.add_argument("--frames", type=int, default=103)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="piposer's TFLite threads (default 1: MediaPipe's XNNPACK default on desktop Linux)")
     args = parser.parse_args()
     python = ensure_bench_venv()
     print("| model | input | mode | frames | median dist / bbox diag | p95 | landmarks compared | "
@@ -178,7 +181,7 @@ def main() -> None:
     for complexity in args.complexity:
         runs = [(str(v), v.name, video) for v in VIDEOS for video in (True, False)] + [(images, "photos", False)]
         for source, label, video in runs:
-            r = compare(python, source, args.frames, complexity, video, args.rounds)
+            r = compare(python, source, args.frames, complexity, video, args.threads)
             print(f"| {complexity} | {label} | {'video' if video else 'image'} | {r['frames']} | "
                   f"{100 * r['median']:.2f}% | {100 * r['p95']:.2f}% | {r['landmarks']} | {r['only_one']} | "
                   f"{r['ours_ms']:.1f} | {r['theirs_ms']:.1f} | {r['speedup']:.2f}x | {r['detector_runs']} |",
@@ -187,7 +190,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        source, limit, complexity, video, out = sys.argv[2:7]
-        Path(out).write_text(json.dumps(run_mediapipe(source, int(limit), complexity, video == "1")))
+        source, limit, complexity, video = sys.argv[2:6]
+        serve_mediapipe(source, int(limit), complexity, video == "1")
     else:
         main()

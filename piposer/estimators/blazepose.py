@@ -79,12 +79,21 @@ def _tensors(model: Model, input_size: int, outputs: dict[str, tuple[int, ...]],
     return found
 
 
+def to_input(patch: np.ndarray, buffer: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    """Fill a float32 model-input buffer (1, H, W, 3) with a BGR uint8 crop as RGB x scale + offset."""
+    np.multiply(cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), np.float32(scale), out=buffer[0])
+    if offset:
+        buffer += np.float32(offset)
+    return buffer
+
+
 class PoseDetector:
     """The BlazePose person detector: letterboxed frame in, hip centre and scale point per person out."""
 
     def __init__(self, path, num_threads: int):
         self.model = Model(path, num_threads)
         self.anchors = ssd_anchors()
+        self.input = np.empty((1, DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32)
         n = len(self.anchors)
         self.tensors = _tensors(self.model, DETECTOR_SIZE, {"boxes": (1, n, 12), "scores": (1, n, 1)},
                                 "BlazePose person detector")
@@ -93,8 +102,7 @@ class PoseDetector:
         """ROIs (image pixels) of up to `max_count` people, best first."""
         height, width = image.shape[:2]
         patch = crop(image, letterbox_roi(width, height), DETECTOR_SIZE, mirror, cv2.BORDER_CONSTANT)
-        tensor = patch[None, :, :, ::-1].astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
-        self.model.run(tensor)
+        self.model.run(to_input(patch, self.input, 1 / 127.5, -1.0))
         dets = decode(self.model.output(self.tensors["boxes"]), self.model.output(self.tensors["scores"]),
                       self.anchors, DETECTOR_SIZE, min_score)
         dets = remove_letterbox(weighted_nms(dets, NMS_THRESHOLD, max_count), letterbox_padding(width, height))
@@ -126,19 +134,15 @@ def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
     landmark moves only if its window's peak confidence reaches 0.5 and it lies on the map.
     """
     size, count = heatmap.shape[0], heatmap.shape[2]
-    half = HEATMAP_KERNEL // 2
+    offsets = np.arange(HEATMAP_KERNEL) - HEATMAP_KERNEL // 2
     cells = np.trunc(xy * size).astype(int)
     # MediaPipe skips landmarks left of, right of or above the map; below it, the window just shrinks.
     inside = (cells[:, 0] >= 0) & (cells[:, 0] < size) & (cells[:, 1] >= 0)
-    cells = np.clip(cells, -half - 1, size + half)  # beyond this the window is all padding anyway
-    pad = HEATMAP_KERNEL
-    padded = np.pad(heatmap, ((pad, pad), (pad, pad), (0, 0)), constant_values=-100.0)
-    steps = np.arange(HEATMAP_KERNEL)
-    rows = (cells[:, 1] + pad - half)[:, None, None] + steps[None, :, None]
-    cols = (cells[:, 0] + pad - half)[:, None, None] + steps[None, None, :]
-    conf = sigmoid(padded[rows, cols, np.arange(count)[:, None, None]])
+    rows = cells[:, 1, None, None] + offsets[None, :, None]
+    cols = cells[:, 0, None, None] + offsets[None, None, :]
+    on_map = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
+    conf = sigmoid(heatmap[rows.clip(0, size - 1), cols.clip(0, size - 1), np.arange(count)[:, None, None]]) * on_map
     total = conf.sum(axis=(1, 2))
-    offsets = steps - half
     centroid = cells + np.stack([
         (conf.sum(axis=1) * offsets).sum(axis=1), (conf.sum(axis=2) * offsets).sum(axis=1),
     ], axis=1) / np.maximum(total, 1e-30)[:, None]
@@ -155,6 +159,7 @@ class PoseLandmarker:
             "landmarks": (1, 195), "flag": (1, 1), "mask": (1, LANDMARK_SIZE, LANDMARK_SIZE, 1),
             "heatmap": (1, 64, 64, 39), "world": (1, 117),
         }, "BlazePose landmark model")
+        self.input = np.empty((1, LANDMARK_SIZE, LANDMARK_SIZE, 3), np.float32)
 
     def _output(self, name: str) -> np.ndarray:
         return self.model.output(self.tensors[name])
@@ -162,7 +167,7 @@ class PoseLandmarker:
     def landmarks(self, image: np.ndarray, roi: Roi, mirror: bool, with_mask: bool) -> Landmarks:
         """Landmarks of the person in `roi` (pixels of the possibly mirrored image)."""
         patch = crop(image, roi, LANDMARK_SIZE, mirror)
-        self.model.run(patch[None, :, :, ::-1].astype(np.float32) * np.float32(1 / 255))
+        self.model.run(to_input(patch, self.input, 1 / 255, 0.0))
         out = self._output
         raw = out("landmarks").reshape(39, 5).astype(np.float64)
         xy = refine_from_heatmap(raw[:, :2] / LANDMARK_SIZE, out("heatmap"))
