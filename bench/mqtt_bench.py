@@ -106,7 +106,7 @@ def throughput(broker: Broker, qos: int, persons: int, messages: int = 3000) -> 
         calls[i] = time.perf_counter() - t
     counter.done.wait(60)
     elapsed = max(counter.arrived.values()) - started
-    received, drops = len(counter.arrived), sink._outbox.drops
+    received, drops = len(counter.arrived), sink.queue_drops
     sink.close()
     counter.subscriber.close()
     return {

@@ -15,6 +15,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -104,6 +105,7 @@ class Broker:
         """Stop the broker (SIGTERM, which saves persistence; `kill`: SIGKILL) and wait for it to exit."""
         if self.process is None:
             return
+        self.thaw()
         if kill:
             self.process.kill()
         else:
@@ -115,6 +117,13 @@ class Broker:
             self.process.wait()
         self.process.stderr.close()
         self.process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the broker keeps its sockets open but answers nothing, like a pulled network cable."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
 
     def restart(self) -> Broker:
         self.stop()

@@ -362,3 +362,22 @@ def test_close_while_broker_unreachable_returns_promptly(tmp_path, make_sink):
     started = time.monotonic()
     sink.close(timeout=1.0)
     assert time.monotonic() - started < 2.5
+
+
+def test_frozen_broker_never_blocks_the_frame_loop(broker, make_sink):
+    """A broker that keeps the socket open but reads nothing (pulled cable, hung host): the sink stops
+    handing messages to the network once its window is full, drops the oldest and closes on time."""
+    sink = make_sink(broker, queue_size=20)
+    broker.freeze()
+    try:
+        blob = "x" * 100_000
+        started = time.monotonic()
+        for i in range(300):  # 30 MB: more than the kernel's socket buffers hold
+            sink.publish_event("bulk", n=i, blob=blob)
+        assert time.monotonic() - started < 2.0
+        wait_until(lambda: sink.queue_drops > 0)
+        started = time.monotonic()
+        sink.close(timeout=1.0)
+        assert time.monotonic() - started < 2.5
+    finally:
+        broker.thaw()

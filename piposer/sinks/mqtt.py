@@ -151,6 +151,8 @@ class MqttSink:
         self.topics = {name: f"{base}/{name}" for name in ("availability", "poses", "state", "stats", "events", "set")}
         self.discovery_status_topic = f"{settings.discovery_prefix}/status"
         self.connected = threading.Event()
+        self._disconnected = threading.Event()  # no socket open (set between connections)
+        self._disconnected.set()
         self.last_error: str | None = None
         self.reconnects = 0
         self.unsent = 0  # handed to paho, then lost with the connection (QoS 0)
@@ -219,13 +221,18 @@ class MqttSink:
             "uptime_s": round(self.clock() - self._started_at, 1),
             **stats,
             "mqtt": {
-                "queue_drops": self._outbox.drops,
+                "queue_drops": self.queue_drops,
                 "unsent": self.unsent,
                 "reconnects": self.reconnects,
                 "publish_latency_ms": percentiles_ms(latencies),
             },
         }
         self._outbox.put_event(Message(self.topics["stats"], encode(message), self.settings.qos))
+
+    @property
+    def queue_drops(self) -> int:
+        """Messages dropped so far because the outgoing queue was full."""
+        return self._outbox.drops
 
     def close(self, timeout: float = 2.0) -> None:
         """Flush what is queued, publish `offline` (retained) and disconnect, waiting at most about `timeout` s."""
@@ -240,7 +247,19 @@ class MqttSink:
         if self._sender is not None:
             self._sender.join(max(0.0, deadline - time.monotonic()) + 0.5)
         self._client.disconnect()
+        if not self._disconnected.wait(max(0.0, deadline - time.monotonic())):
+            self._hang_up()
         self._client.loop_stop()
+
+    def _hang_up(self) -> None:
+        """Shut the socket of a connection whose broker stopped answering, so paho's thread ends now
+        rather than after the keepalive timeout."""
+        sock = self._client.socket()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     # --- queue -> paho --------------------------------------------------------------------------
 
@@ -289,6 +308,7 @@ class MqttSink:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         s = self.settings
         self._answered = True
+        self._disconnected.clear()
         if reason_code.is_failure:
             message = f"MQTT broker {s.host}:{s.port} refused the connection: {reason_code}{_hint(reason_code)}"
             self._report(message, logging.ERROR)
@@ -316,6 +336,7 @@ class MqttSink:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self.connected.is_set()
         self.connected.clear()
+        self._disconnected.set()
         if self._stopping.is_set():
             return
         if was_connected:
