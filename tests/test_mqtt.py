@@ -381,3 +381,24 @@ def test_frozen_broker_never_blocks_the_frame_loop(broker, make_sink):
         assert time.monotonic() - started < 2.5
     finally:
         broker.thaw()
+
+
+def test_rate_limit_uses_the_injected_clock_and_state_still_follows_every_frame(broker, make_sink):
+    now = [0.0]
+    settings = MqttSettings(host=broker.host, port=broker.port, device_id="test", discovery=False, max_rate_hz=10)
+    sink = MqttSink(settings, model_name="posenet", clock=lambda: now[0])
+    sink.start()
+    try:
+        assert sink.connected.wait(5)
+        with Subscriber(broker, "piposer/test/poses", "piposer/test/state") as sub:
+            for i in range(10):  # 20 fps for half a second
+                now[0] = i * 0.05
+                sink.publish(frame(i), [person()] if i < 9 else [])
+                sub.wait_for("piposer/test/state", 1 if i < 9 else 2)
+            now[0] = 1.0
+            sink.publish(frame(10), [])  # admitted again: everything before it has arrived by then
+            received = sub.wait_for("piposer/test/poses", 6)
+            assert [m.json()["frame"] for m in received] == [0, 2, 4, 6, 8, 10]
+            assert [m.json()["people"] for m in sub.on("piposer/test/state")] == [1, 0]  # frame 9, not throttled
+    finally:
+        sink.close()
