@@ -20,6 +20,7 @@ from piposer.app import App
 from piposer.errors import PiposerError
 from piposer.sinks.mqtt import MqttSettings
 from piposer.systemd import Notifier
+from test_sources import wait_for
 from test_systemd import NotifySocket
 
 VIDEO = DATA / "video" / "room_pair.mp4"
@@ -148,13 +149,6 @@ sys.exit(code)
     notify.wait_for("STOPPING=1", timeout=1)
 
 
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_watchdog_is_fed_only_while_frames_advance(monkeypatch, camera_frames, notify):
     cam = fake_picamera2.install(monkeypatch, camera_frames, interval=0.01)
     run = Running(make_config("picamera2"), notifier=Notifier(notify.env(watchdog=0.2)))
@@ -177,16 +171,16 @@ def test_pause_stops_inference_but_not_the_watchdog(monkeypatch, camera_frames, 
     fake_picamera2.install(monkeypatch, camera_frames, interval=0.01)
     run = Running(make_config("picamera2"), notifier=Notifier(notify.env(watchdog=0.2)))
     try:
-        wait_until(lambda: run.app.stats.frames > 0)
+        wait_for(lambda: run.app.stats.frames > 0)
         run.app.command(commands.Pause(request_id="p1"))
-        wait_until(lambda: run.app.paused)
+        wait_for(lambda: run.app.paused)
         time.sleep(0.1)
         assert run.frames_after(0.5) == 0
         notify.drain()
         notify.wait_for("WATCHDOG=1", timeout=2)  # frames still arrive, so the service is healthy
         paused_at = run.app.stats.frames
         run.app.command(commands.Resume())
-        wait_until(lambda: run.app.stats.frames > paused_at)
+        wait_for(lambda: run.app.stats.frames > paused_at)
     finally:
         run.stop()
     assert [e["id"] for e in run.events("paused")] == ["p1"] and len(run.events("resumed")) == 1
@@ -196,7 +190,7 @@ def test_frame_cap_does_not_add_latency(monkeypatch, camera_frames):
     fake_picamera2.install(monkeypatch, camera_frames, interval=0.005)
     run = Running(make_config("picamera2", max_fps=5))
     try:
-        wait_until(lambda: run.app.stats.frames >= 4)
+        wait_for(lambda: run.app.stats.frames >= 4)
     finally:
         run.stop()
     stats = run.app.stats.as_dict()

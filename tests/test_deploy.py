@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from broker import free_port
 from conftest import MODELS, ROOT
 
 SSHD = "/usr/sbin/sshd"
@@ -27,12 +28,6 @@ def need(*tools: str) -> None:
     missing = [t for t in tools if not shutil.which(t) and not Path(t).exists()]
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} (make test-deps)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def read_all(source, limit=10_000):
     return frames
 
 
-def wait_for(predicate, timeout=5.0):
+def wait_for(predicate, timeout=10.0):
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
