@@ -225,7 +225,7 @@ class Scene:
     person is several times faster than numpy, whose per-call overhead dominates arrays this small.
     """
 
-    def __init__(self, poses: list[Pose], layout: Layout):
+    def __init__(self, poses: list[Pose], layout: Layout | None):
         self.poses = poses
         self.layout = layout
         self.keys = [p.track_id for p in poses]
@@ -320,6 +320,7 @@ def compile_condition(cond: Condition, layout: Layout, min_score: float) -> Test
     combine = all if cond.all is not None else any
 
     def combined(s: Scene, now: float) -> list[bool]:
+        # Every part runs (no short-circuit), so `held` timers inside see every frame.
         return [combine(v) for v in zip(*[part(s, now) for part in parts])]
     return combined
 
@@ -490,13 +491,11 @@ class Rule:
             test = self.tests[layout.name] = compile_condition(self.settings.when, layout, self.settings.min_score)
         return test
 
-    def update(self, scene: Scene | None, now: float) -> Outcome:
+    def update(self, scene: Scene, now: float) -> Outcome:
+        """Evaluate on one frame. An empty frame is evaluated too, so `held` timers see the break."""
         s = self.settings
-        if scene is None:
-            values, current = [], {} if s.per_person else {None: False}
-        else:
-            values = self.test(scene.layout)(scene, now)
-            current = per_key(scene, values) if s.per_person else {None: any(values)}
+        values = self.test(scene.layout)(scene, now) if scene.layout is not None else []
+        current = per_key(scene, values) if s.per_person else {None: any(values)}
         triggers = self.triggers
         edges = []
         for key, value in current.items():
@@ -518,7 +517,7 @@ class Rule:
         if len(edges) > 1:
             edges.sort(key=lambda e: (e[0] != "falling", -1 if e[1] is None else e[1]))
         active = any(t.active for t in triggers.values())
-        subject = self.subject(scene, values) if active and self.follows and scene is not None else None
+        subject = self.subject(scene, values) if active and self.follows else None
         return Outcome(s, edges, active, subject)
 
     def subject(self, scene: Scene, values: list[bool]) -> Pose | None:
@@ -546,6 +545,7 @@ class RulesEngine:
         self.rules = [Rule(r) for r in rules]
         self.clock = clock
         self.errors: dict[str, str] = {}
+        self.layout: Layout | None = None  # the last one seen, for frames without anyone
 
     def active(self) -> list[tuple[str, int | None]]:
         """(rule name, person) for every rule and person active now."""
@@ -560,7 +560,9 @@ class RulesEngine:
         the rules that failed this frame."""
         if now is None:
             now = self.clock()
-        scene = Scene(poses, poses[0].layout) if poses else None
+        if poses:
+            self.layout = poses[0].layout
+        scene = Scene(poses, self.layout)
         outcomes, failed = [], []
         for rule in self.rules:
             name = rule.settings.name

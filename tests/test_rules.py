@@ -157,6 +157,14 @@ when = { held = { seconds = 1.25, when = { above = { a = "left_wrist", b = "nose
     assert edges[9] == [("held", "rising", None)]
 
 
+def test_held_restarts_when_nobody_is_in_view():
+    table = """name = "held"
+when = { held = { seconds = 0.75, when = { above = { a = "left_wrist", b = "nose" } } } }"""
+    eng, clock = engine(table)
+    edges = run(eng, clock, [[hand_raised()]] * 2 + [[]] + [[hand_raised()]] * 4)
+    assert [i for i, e in enumerate(edges) if e] == [6]  # 3 frames after the gap, not at frame 3
+
+
 def test_held_inside_all_counts_per_person():
     table = """name = "waiting"
 per_person = true
