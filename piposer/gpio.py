@@ -116,7 +116,7 @@ def check_wiring(rules: list[RuleSettings], outputs: list[OutputSettings], butto
 
 def make_device(settings: OutputSettings, pin_factory=None):
     """The gpiozero device for an output, starting at its safe value."""
-    import gpiozero
+    import gpiozero  # here, not at the top: loading the config (these settings) should not load gpiozero
 
     cls = getattr(gpiozero, DEVICE_CLASSES[settings.kind])
     kwargs = {"active_high": settings.active_high, "pin_factory": pin_factory}
