@@ -349,9 +349,13 @@ def test_tls_with_client_certificate(tmp_path, make_sink):
 def test_tls_file_errors_name_the_key(tmp_path):
     from piposer.errors import PiposerError
 
-    settings = MqttSettings(tls=True, tls_ca=str(tmp_path / "missing-ca.crt"))
-    with pytest.raises(PiposerError, match=r"^mqtt.tls_ca: cannot load TLS files: No such file"):
-        MqttSink(settings, model_name="posenet")
+    missing = tmp_path / "missing-ca.crt"
+    with pytest.raises(PiposerError, match=f"^mqtt.tls_ca: no such file {missing}$"):
+        MqttSink(MqttSettings(tls=True, tls_ca=str(missing)), model_name="posenet")
+    garbage = tmp_path / "ca.crt"
+    garbage.write_text("not a certificate")
+    with pytest.raises(PiposerError, match="^mqtt.tls_ca / tls_cert / tls_key: cannot load the TLS files: "):
+        MqttSink(MqttSettings(tls=True, tls_ca=str(garbage)), model_name="posenet")
 
 
 def test_close_while_broker_unreachable_returns_promptly(tmp_path, make_sink):

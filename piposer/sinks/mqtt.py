@@ -344,7 +344,7 @@ class MqttSink:
         elif not self._answered:  # the socket opened but the broker hung up before answering CONNECT
             s = self.settings
             self._report(f"MQTT broker {s.host}:{s.port} closed the connection before accepting it: "
-                         f"check mqtt.tls and the TLS files")
+                         "check mqtt.tls and the TLS files")
 
     def _report(self, message: str, level: int = logging.WARNING) -> None:
         """Remember a connection problem; log each different one once (repeats at debug level)."""
@@ -382,11 +382,15 @@ class MqttSink:
 
 
 def _set_tls(client: mqtt.Client, s: MqttSettings) -> None:
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        path = getattr(s, key)
+        if path and not Path(path).expanduser().is_file():
+            raise PiposerError(f"mqtt.{key}: no such file {path}")
+    expand = lambda path: path and str(Path(path).expanduser())  # noqa: E731
     try:
-        client.tls_set(ca_certs=s.tls_ca, certfile=s.tls_cert, keyfile=s.tls_key)
+        client.tls_set(ca_certs=expand(s.tls_ca), certfile=expand(s.tls_cert), keyfile=expand(s.tls_key))
     except (OSError, ssl.SSLError) as exc:
-        key = "mqtt.tls_ca" if s.tls_ca and not s.tls_cert else "mqtt.tls_ca / mqtt.tls_cert / mqtt.tls_key"
-        raise PiposerError(f"{key}: cannot load TLS files: {getattr(exc, 'strerror', None) or exc}") from None
+        raise PiposerError(f"mqtt.tls_ca / tls_cert / tls_key: cannot load the TLS files: {exc}") from None
 
 
 def _hint(reason_code) -> str:
