@@ -3,24 +3,31 @@ authentication and `set` commands."""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
-from broker import Broker, Subscriber
+from broker import Broker, Certificates, Subscriber
+from conftest import DATA
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from piposer.commands import CommandError, Pause, SetThresholds, parse_command
+from piposer.errors import PiposerError
+from piposer.estimators import ModelSettings
+from piposer.estimators.posenet import PoseNetEstimator, PoseNetSettings
 from piposer.sinks.mqtt import MqttSettings, MqttSink
 from piposer.types import COCO17, Frame, make_pose, pose_to_dict
 
 IMAGE = np.zeros((480, 640, 3), np.uint8)
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -284,14 +291,6 @@ def test_fuzzed_set_payloads_change_nothing(broker, make_sink):
 
 def test_real_model_poses_on_a_real_image(broker, make_sink):
     """PoseNet on a COCO photo of one person: what arrives on MQTT is the model's output, near the ground truth."""
-    import json
-
-    import cv2
-    from conftest import DATA
-
-    from piposer.estimators import ModelSettings
-    from piposer.estimators.posenet import PoseNetEstimator, PoseNetSettings
-
     coco = json.loads((DATA / "coco_dev" / "person_keypoints.json").read_text())
     (image_info,) = [i for i in coco["images"] if i["file_name"] == "000000000785.jpg"]
     (truth,) = [a for a in coco["annotations"] if a["image_id"] == image_info["id"]]
@@ -327,8 +326,6 @@ def test_real_model_poses_on_a_real_image(broker, make_sink):
 
 
 def test_tls_with_client_certificate(tmp_path, make_sink):
-    from broker import Certificates
-
     certs = Certificates.create(tmp_path / "tls")
     with Broker(tmp_path / "broker", extra=certs.broker_config()) as broker:
         sink = make_sink(broker, tls=True, tls_ca=str(certs.ca), tls_cert=str(certs.client_cert),
@@ -347,8 +344,6 @@ def test_tls_with_client_certificate(tmp_path, make_sink):
 
 
 def test_tls_file_errors_name_the_key(tmp_path):
-    from piposer.errors import PiposerError
-
     missing = tmp_path / "missing-ca.crt"
     with pytest.raises(PiposerError, match=f"^mqtt.tls_ca: no such file {missing}$"):
         MqttSink(MqttSettings(tls=True, tls_ca=str(missing)), model_name="posenet")
