@@ -133,10 +133,13 @@ def cmd_video(args) -> int:
 def cmd_run(args) -> int:
     from .app import run
 
-    cfg = load_config(args)
-    if args.source:
-        cfg.source.source = args.source
-    return run(cfg)
+    def configured():
+        cfg = load_config(args)
+        if args.source:
+            cfg.source.source = args.source
+        return cfg
+
+    return run(configured(), load_config=configured)
 
 
 def cmd_models(args) -> int:

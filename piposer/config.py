@@ -116,9 +116,14 @@ def as_dict(obj: Any, secret_keys: tuple[str, ...] = ("password",)) -> Any:
 
 # The top-level config: one field per [section]. Each section's dataclass lives in its module.
 from .estimators import ModelSettings  # noqa: E402
+from .estimators.posenet import PoseNetSettings  # noqa: E402
 from .sources import SourceSettings  # noqa: E402
 from .tracking import TrackingSettings  # noqa: E402
 from .app import LoopSettings  # noqa: E402
+from .estimators.blazepose import BlazePoseSettings  # noqa: E402
+from .sinks.mqtt import MqttSettings  # noqa: E402
+from .rules import RuleSettings  # noqa: E402
+from .gpio import ButtonSettings, OutputSettings, check_wiring  # noqa: E402
 
 
 @dataclass
@@ -126,11 +131,19 @@ class Config:
     """The whole config file; every section optional, every key defaulted."""
 
     model: ModelSettings = field(default_factory=ModelSettings)
+    posenet: PoseNetSettings = field(default_factory=PoseNetSettings)
     source: SourceSettings = field(default_factory=SourceSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     loop: LoopSettings = field(default_factory=LoopSettings)
+    blazepose: BlazePoseSettings = field(default_factory=BlazePoseSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    rules: list[RuleSettings] = field(default_factory=list)
+    outputs: list[OutputSettings] = field(default_factory=list)
+    button: ButtonSettings | None = None
 
 
 def load(path: Path | None) -> Config:
-    """Read and validate a config file (None: all defaults)."""
-    return build(Config, read_toml(path) if path else {}, "")
+    """Read and validate a config file (None: all defaults), including the rules' references to outputs."""
+    config = build(Config, read_toml(path) if path else {}, "")
+    check_wiring(config.rules, config.outputs, config.button)
+    return config
