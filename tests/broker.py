@@ -40,6 +40,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    """Another process bound the port between picking it and mosquitto starting."""
+
+
 class Broker:
     """A mosquitto process with its own config in `directory`; stops when the `with` block ends.
 
@@ -59,23 +63,26 @@ class Broker:
     ):
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self._may_move = port is None  # an automatic port may be re-picked if taken before the first start
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.log_path = self.directory / "mosquitto.log"
+        self.config_path = self.directory / "mosquitto.conf"
         self.process: subprocess.Popen | None = None
-        lines = [
-            f"listener {self.port} {self.host}",
+        self._settings = [
             f"user {pwd.getpwuid(os.getuid()).pw_name}",  # as root, mosquitto would switch to 'mosquitto'
             f"allow_anonymous {'false' if users else 'true'}",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {self.directory}/",
             f"log_dest file {self.log_path}",
             "log_type all",
-            *extra,
+            *([f"password_file {self._password_file(users)}"] if users else []),
         ]
-        if users:
-            lines.append(f"password_file {self._password_file(users)}")
-        self.config_path = self.directory / "mosquitto.conf"
+        self._extra = list(extra)  # after the listener line, so listener options (TLS) apply to it
+        self._write_config()
+
+    def _write_config(self) -> None:
+        lines = [f"listener {self.port} {self.host}", *self._extra, *self._settings]
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def _password_file(self, users: dict[str, str]) -> Path:
@@ -86,18 +93,32 @@ class Broker:
         return path
 
     def start(self, timeout: float = 5.0) -> Broker:
+        for _ in range(5):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if not self._may_move:
+                    raise
+                self.port = free_port()
+                self._write_config()
+        raise RuntimeError("mosquitto: no free port found in 5 tries")
+
+    def _start(self, timeout: float) -> Broker:
+        runs = self.log().count(" running")
         self.process = subprocess.Popen(
             [_find("mosquitto"), "-c", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            time.sleep(0.02)
             if self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.process.stderr.read().decode()}{self.log()}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                error = self.process.stderr.read().decode() + self.log()
+                self.process.stderr.close()
+                self.process = None
+                raise (PortTaken if "Address already in use" in error else RuntimeError)(f"mosquitto exited: {error}")
+            if self.log().count(" running") > runs:  # logged once its listeners are open
+                self._may_move = False  # restarts keep this port
                 return self
-            except OSError:
-                time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port} within {timeout} s")
 
