@@ -3,8 +3,11 @@
     with Broker(tmp_path) as broker:               # anonymous
     with Broker(tmp_path, users={"pi": "pw"}):     # password file made with mosquitto_passwd
     with Broker(tmp_path, extra=Certificates.create(tmp_path / "tls").broker_config()):   # TLS
-        ...
+        with Subscriber(broker, "piposer/#") as sub:
+            ...
+            sub.wait_for("piposer/dev/state")[0].json()
         broker.restart()                            # same port, e.g. to test reconnection
+        broker.freeze(); broker.thaw()              # SIGSTOP/SIGCONT: a broker that stops answering
 
 Used by the MQTT tests and importable by end-to-end and soak tests.
 """
