@@ -91,6 +91,8 @@ def _json_object(payload: bytes | str) -> dict:
             payload = payload.decode("utf-8")
         except UnicodeDecodeError:
             raise CommandError("payload is not UTF-8 text") from None
+    if not payload.strip():
+        raise CommandError("payload is empty")
     try:
         data = json.loads(payload, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:

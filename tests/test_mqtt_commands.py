@@ -34,6 +34,8 @@ def test_valid_commands(payload, expected):
     "payload, message",
     [
         (b"\xff\xfe", "payload is not UTF-8 text"),
+        (b"", "payload is empty"),
+        (" \n", "payload is empty"),
         ("pause", "payload is not valid JSON"),
         ('{"command": "pause"', "payload is not valid JSON"),
         ('["pause"]', 'payload must be a JSON object like {"command": "pause"}, not list'),
