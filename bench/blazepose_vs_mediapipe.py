@@ -1,6 +1,7 @@
 """piposer's BlazePose against MediaPipe itself (mediapipe==0.10.14, legacy `solutions.pose`), same frames, one run.
 
-    .venv/bin/python bench/blazepose_vs_mediapipe.py [--complexity lite full heavy] [--frames 103]
+    .venv/bin/python bench/blazepose_vs_mediapipe.py [--complexity lite full heavy] [--frames 103] [--threads 1]
+    .venv/bin/python bench/blazepose_vs_mediapipe.py --coco     # COCO AP on coco_dev next to PoseNet's
 
 MediaPipe is never a piposer dependency: it lives in its own venv (`.bench-venv/`, created and
 filled with pip on first use) and runs in a worker process that this same script becomes with
@@ -38,7 +39,7 @@ VIDEOS = [SHARED / "data/video/room_single.avi", SHARED / "data/video/room_pair.
 IMAGE_DIRS = [SHARED / "data/tflite_pose_testdata", SHARED / "data/coco_dev/images"]
 FPS = 30.0  # MediaPipe's solutions API stamps frames 1/30 s apart; piposer gets the same clock
 VISIBLE = 0.5
-os.environ.setdefault("PIPOSER_MODEL_DIR", str(SHARED / "models"))
+os.environ.setdefault("PIPOSER_MODEL_DIR", os.pathsep.join(str(SHARED / d) for d in ("models", "models/converted_from_tfjs")))
 
 
 def frames(source: str, limit: int):
@@ -166,13 +167,34 @@ def image_list(limit: int) -> str:
     return str(list_file)
 
 
+def coco_table() -> None:
+    """COCO keypoint AP of PoseNet and BlazePose lite/full/heavy on coco_dev, the way `piposer eval` scores them."""
+    from piposer.estimators import ModelSettings
+    from piposer.estimators.blazepose import BlazePoseEstimator, BlazePoseSettings, to_coco17
+    from piposer.estimators.posenet import PoseNetEstimator
+    from piposer.evaluate import coco_eval, predict
+
+    annotations = SHARED / "data/coco_dev/person_keypoints.json"
+    print("| model | AP | AP50 | AP75 | AR |\n|---|---|---|---|---|")
+    estimators = [("posenet", PoseNetEstimator(ModelSettings(name="posenet")), None)] + [
+        (f"blazepose-{c}", BlazePoseEstimator(ModelSettings(name=f"blazepose-{c}"), BlazePoseSettings(running_mode="image")),
+         to_coco17) for c in COMPLEXITY]
+    for name, estimator, to_coco in estimators:
+        stats = coco_eval(annotations, predict(estimator, annotations, to_coco))
+        print(f"| {name} | {stats['AP']:.3f} | {stats['AP50']:.3f} | {stats['AP75']:.3f} | {stats['AR']:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--complexity", nargs="+", default=["lite", "full", "heavy"], choices=list(COMPLEXITY))
     parser.add_argument("--frames", type=int, default=103)
     parser.add_argument("--threads", type=int, default=1,
                         help="piposer's TFLite threads (default 1: MediaPipe's XNNPACK default on desktop Linux)")
+    parser.add_argument("--coco", action="store_true", help="print COCO AP next to PoseNet's instead (no MediaPipe)")
     args = parser.parse_args()
+    if args.coco:
+        coco_table()
+        return
     python = ensure_bench_venv()
     print("| model | input | mode | frames | median dist / bbox diag | p95 | landmarks compared | "
           "frames only one side found a pose | piposer ms | MediaPipe ms | speed ratio | piposer detector runs |")

@@ -67,15 +67,18 @@ class BlazePoseSettings:
                 raise ValueError(f"blazepose.{name} must be within 0..1, not {value}")
 
 
+def _shapes(tensors: list[Tensor]) -> str:
+    return ", ".join(str(list(t.shape)) for t in tensors)
+
+
 def _tensors(model: Model, input_size: int, outputs: dict[str, tuple[int, ...]], what: str) -> dict[str, Tensor]:
     """Check the model's input size and find its outputs by shape; anything else is a clear error naming the file."""
     found = {name: next((t for t in model.outputs if t.shape == shape), None) for name, shape in outputs.items()}
     if None in found.values() or [t.shape for t in model.inputs] != [(1, input_size, input_size, 3)]:
-        shapes = lambda tensors: ", ".join(str(list(t.shape)) for t in tensors)  # noqa: E731
         raise PiposerError(
             f"model {model.path} is not a {what}: expected input [1, {input_size}, {input_size}, 3] and outputs "
-            f"{', '.join(str(list(s)) for s in outputs.values())}; it has input {shapes(model.inputs)}, "
-            f"outputs {shapes(model.outputs)}")
+            f"{', '.join(str(list(s)) for s in outputs.values())}; it has input {_shapes(model.inputs)}, "
+            f"outputs {_shapes(model.outputs)}")
     return found
 
 
@@ -279,11 +282,8 @@ class BlazePoseEstimator:
         pose.mask = lm.mask
         return pose
 
-    def reset(self) -> None:
-        """Forget tracked people (e.g. when the video source jumps)."""
-        self.tracks = []
-
     def close(self) -> None:
+        """Forget tracked people; the models need no explicit release."""
         self.tracks = []
 
 
