@@ -137,14 +137,17 @@ def test_subscriber_receives_the_topic_contract(broker, make_sink):
         assert offline.retain and offline.payload == b"offline"
 
 
-def test_last_will_on_unclean_disconnect(broker, tmp_path):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["crash", "hang"])
+def test_last_will_on_unclean_disconnect(broker, tmp_path, how):
+    """A crash closes the socket without DISCONNECT; a hang (or a pulled cable) leaves it open until the
+    broker's keepalive check (1.5 x keepalive) gives up. Either way the broker publishes `offline`."""
     script = tmp_path / "crash.py"
     script.write_text(textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from piposer.sinks.mqtt import MqttSettings, MqttSink
-        sink = MqttSink(MqttSettings(host="127.0.0.1", port={broker.port}, device_id="crash", discovery=False),
-                        model_name="posenet")
+        sink = MqttSink(MqttSettings(host="127.0.0.1", port={broker.port}, device_id="crash", discovery=False,
+                                     keepalive=1), model_name="posenet")
         sink.start()
         print("connected" if sink.connected.wait(5) else "failed", flush=True)
         time.sleep(60)
@@ -154,9 +157,9 @@ def test_last_will_on_unclean_disconnect(broker, tmp_path):
         try:
             assert process.stdout.readline().strip() == "connected"
             sub.wait_for("piposer/crash/availability", where=lambda m: m.payload == b"online")
-            process.send_signal(signal.SIGKILL)  # no DISCONNECT: the broker publishes the will
-            process.wait(5)
-            offline = sub.wait_for("piposer/crash/availability", where=lambda m: m.payload == b"offline")
+            process.send_signal(how)
+            # mosquitto 2.0 checks keepalives every few seconds: a hang takes ~5 s to notice
+            offline = sub.wait_for("piposer/crash/availability", timeout=15, where=lambda m: m.payload == b"offline")
         finally:
             process.kill()
             process.wait()
