@@ -10,13 +10,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from broker import Broker, Certificates, Subscriber
-from conftest import DATA
+from conftest import DATA, ROOT
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from piposer.commands import CommandError, Pause, SetThresholds, parse_command
@@ -27,7 +26,6 @@ from piposer.sinks.mqtt import MqttSettings, MqttSink
 from piposer.types import COCO17, Frame, make_pose, pose_to_dict
 
 IMAGE = np.zeros((480, 640, 3), np.uint8)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
