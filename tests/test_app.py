@@ -4,6 +4,8 @@ the Pi camera is the fake picamera2 module (hardware edge)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +18,7 @@ import fake_picamera2
 from broker import Broker, Subscriber
 from conftest import DATA, ROOT
 from piposer import commands, config
-from piposer.app import App
+from piposer.app import App, run
 from piposer.errors import PiposerError
 from piposer.sinks.mqtt import MqttSettings
 from piposer.systemd import Notifier
@@ -259,3 +261,30 @@ def test_short_soak_through_the_whole_loop():
     summary = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
     assert summary["frames"] == 80 and summary["mqtt_poses_received"] == 80  # the 72-frame clip, looped
     assert summary["rss_end_mb"] > 0 and summary["fps"] > 0
+
+
+def test_sighup_reloads_the_config_in_process(tmp_path):
+    """`run()` wires SIGHUP to a reload: the looping first config gives way to the reloaded one, which ends."""
+    stills = DATA / "tflite_pose_testdata"
+    reloaded = tmp_path / "config.toml"
+    reloaded.write_text(f'[source]\nsource = "{stills}"\n[tracking]\nmax_age = 3.0\n')
+    cfg = make_config(str(stills))
+    cfg.source.loop = True  # would run forever without the reload
+    lines: list[str] = []
+
+    def load():
+        new = config.load(reloaded)
+        new.mqtt = MqttSettings(enabled=False)
+        return new
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGHUP))
+    timer.start()
+    try:
+        assert run(cfg, load_config=load, log=lines.append) == 0
+    finally:
+        timer.cancel()
+    ends = [line.split(" after ")[0] for line in lines if line.startswith("loop ")]
+    assert ends == ["loop reload", "loop finished"], lines
+    assert any(line.startswith("event reloading:") for line in lines)
+    assert {sig: signal.getsignal(sig) for sig in before} == before  # handlers restored
