@@ -4,7 +4,8 @@ reporting resident memory and fps as it goes. Target: RSS growth under 10 MB fro
     make soak                                    # 20,000 frames
     .venv/bin/python bench/soak.py --frames 300  # quick check
 
-A subscriber counts the pose messages that actually arrive, so a silently dead MQTT path shows up too.
+A subscriber (in this process, storing nothing) counts the pose messages that actually arrive, so a
+silently dead MQTT path shows up too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,10 +24,34 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("PIPOSER_MODEL_DIR", f"{SHARED / 'models'}:{SHARED / 'models' / 'converted_from_tfjs'}")
 
-from broker import Broker, Subscriber  # noqa: E402
+import paho.mqtt.client as paho  # noqa: E402
+from broker import Broker  # noqa: E402
 from piposer import config  # noqa: E402
 from piposer.app import App, rss_mb  # noqa: E402
 from piposer.sinks.mqtt import MqttSettings  # noqa: E402
+
+
+class Counter:
+    """Counts messages on one topic (and keeps none: a subscriber storing 20,000 payloads would be the leak)."""
+
+    def __init__(self, broker: Broker, topic: str):
+        self.count = 0
+        self.ready = threading.Event()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self.ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        if not self.ready.wait(5):
+            raise SystemExit("soak: subscriber could not subscribe")
+
+    def _on_message(self, *_):
+        self.count += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def main() -> int:
@@ -45,7 +71,8 @@ def main() -> int:
         cfg.source.source, cfg.source.loop = args.video, True
         cfg.loop.stats_interval = 5.0
         cfg.mqtt = MqttSettings(host=broker.host, port=broker.port, device_id="soak", discovery=False)
-        with Subscriber(broker, "piposer/soak/poses") as sub:
+        counter = Counter(broker, "piposer/soak/poses")
+        try:
             rss_before_open = rss_mb()
             rows = []
             with App(cfg, log=lambda line: None) as app:
@@ -68,7 +95,9 @@ def main() -> int:
                     last_n, last_t = n, now
                 stats = app.stats_dict()
             time.sleep(0.5)
-            received = len(sub.on("piposer/soak/poses"))
+            received = counter.count
+        finally:
+            counter.close()
     baseline = next(r for r in rows if r["frames"] >= warmup)
     result = {
         "frames": rows[-1]["frames"],
