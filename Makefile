@@ -8,7 +8,7 @@ export PIPOSER_MODEL_DIR ?= $(SHARED)/models$(if $(wildcard $(SHARED)/models/con
 RUN_ARGS ?= --source $(SHARED)/data/video/room_pair.mp4
 APT_TEST_PACKAGES := mosquitto openssl openssh-server openssh-client rsync shellcheck systemd
 
-.PHONY: run test bench eval soak deploy venv test-deps clean
+.PHONY: run test bench bench-mediapipe eval soak deploy venv test-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,17 @@ test: venv test-deps
 	$(PY) -m pytest -q
 
 eval: venv
-	$(VENV)/bin/piposer eval
+	$(VENV)/bin/piposer eval $(foreach m,posenet posenet-stride8 posenet-stride32 blazepose-lite blazepose-full blazepose-heavy,--model $(m))
 
-bench: venv
+# Speed figures for BENCHMARKS.md: PoseNet stages and decoder, rules, MQTT. (BlazePose vs MediaPipe,
+# which installs mediapipe into its own venv, is `make bench-mediapipe`.)
+bench: venv test-deps
 	$(PY) bench/posenet_bench.py
+	$(PY) bench/rules_bench.py
+	$(PY) bench/mqtt_bench.py
+
+bench-mediapipe: venv
+	$(PY) bench/blazepose_vs_mediapipe.py
 
 # Long run through the whole loop (real video, looping, MQTT to a local broker): RSS growth and fps.
 soak: venv test-deps
