@@ -21,7 +21,8 @@ COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1
 
 
 def estimator(name="blazepose-full", **settings) -> BlazePoseEstimator:
-    return BlazePoseEstimator(ModelSettings(name=name), BlazePoseSettings(**settings))
+    # one thread: TFLite's two-thread pool slows down many times over when other processes load the CPU
+    return BlazePoseEstimator(ModelSettings(name=name, num_threads=1), BlazePoseSettings(**settings))
 
 
 def frame(image: np.ndarray, index: int = 0) -> Frame:
@@ -133,7 +134,7 @@ def test_segmentation_mask_covers_the_person_in_image_coordinates():
 
 def test_flip_horizontal_reports_positions_in_the_mirrored_image():
     image = cv2.imread(str(TESTDATA / "image1.png"))
-    flipped = BlazePoseEstimator(ModelSettings(name="blazepose-full", flip_horizontal=True),
+    flipped = BlazePoseEstimator(ModelSettings(name="blazepose-full", num_threads=1, flip_horizontal=True),
                                  BlazePoseSettings(running_mode="image")).estimate(frame(image))[0]
     reference = estimator(running_mode="image").estimate(frame(cv2.flip(image, 1)))[0]
     # same pixels up to OpenCV's fixed-point interpolation: well under a pixel

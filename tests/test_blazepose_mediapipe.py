@@ -49,7 +49,7 @@ def test_landmarks_match_mediapipe_on_the_same_photo(name):
     # 0.001. The tolerances leave room for runtime differences (XNNPACK builds) while a wrong anchor,
     # ROI scale or rotation, or a skipped heatmap refinement moves landmarks by several pixels.
     image = cv2.imread(str(DATA / "tflite_pose_testdata" / name))
-    est = BlazePoseEstimator(ModelSettings(name="blazepose-full"), BlazePoseSettings(running_mode="image"))
+    est = BlazePoseEstimator(ModelSettings(name="blazepose-full", num_threads=1), BlazePoseSettings(running_mode="image"))
     (pose,) = est.estimate(Frame(image, 0, 0.0))
     reference = np.array(MEDIAPIPE_FULL[name])
     distance = np.linalg.norm(pose.xy() - reference[:, :2], axis=1)
