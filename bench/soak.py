@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--chunk", type=int, default=1000, help="report every N frames")
     parser.add_argument("--warmup", type=int, default=None, help="frames before the baseline RSS (default: one chunk)")
-    parser.add_argument("--video", default=str(SHARED / "data" / "video" / "room_pair.mp4"))
+    parser.add_argument("--source", default=str(SHARED / "data" / "video" / "room_pair.mp4"), help="video, folder or glob (looped)")
     parser.add_argument("--model", default="posenet")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -68,7 +68,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp)) as broker:
         cfg = config.load(None)
         cfg.model.name = args.model
-        cfg.source.source, cfg.source.loop = args.video, True
+        cfg.source.source, cfg.source.loop = args.source, True
         cfg.loop.stats_interval = 5.0
         cfg.mqtt = MqttSettings(host=broker.host, port=broker.port, device_id="soak", discovery=False)
         counter = Counter(broker, "piposer/soak/poses")
@@ -80,7 +80,7 @@ def main() -> int:
                 started = last_t = time.monotonic()
                 last_n = 0
                 targets = sorted({warmup, *range(args.chunk, args.frames, args.chunk), args.frames})
-                print(f"soak: {args.frames} frames of {Path(args.video).name} with {args.model}, MQTT to "
+                print(f"soak: {args.frames} frames of {Path(args.source).name} with {args.model}, MQTT to "
                       f"{broker.host}:{broker.port}; RSS {rss_before_open:.1f} MB before open, {rss_open:.1f} MB after")
                 print("| frames | elapsed s | fps (window) | RSS MB |")
                 print("|---|---|---|---|")
