@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -61,13 +62,17 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=None, help="frames before the baseline RSS (default: one chunk)")
     parser.add_argument("--source", default=str(SHARED / "data" / "video" / "room_pair.mp4"), help="video, folder or glob (looped)")
     parser.add_argument("--model", default="posenet")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="PoseNet input size, e.g. 145 257 for a quicker run (default: the model's)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the broker is stopped too
     warmup = min(args.warmup if args.warmup is not None else args.chunk, args.frames)
 
     with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp)) as broker:
         cfg = config.load(None)
         cfg.model.name = args.model
+        cfg.posenet.input_size = args.input_size
         cfg.source.source, cfg.source.loop = args.source, True
         cfg.loop.stats_interval = 5.0
         cfg.mqtt = MqttSettings(host=broker.host, port=broker.port, device_id="soak", discovery=False)
@@ -80,7 +85,8 @@ def main() -> int:
                 started = last_t = time.monotonic()
                 last_n = 0
                 targets = sorted({warmup, *range(args.chunk, args.frames, args.chunk), args.frames})
-                print(f"soak: {args.frames} frames of {Path(args.source).name} with {args.model}, MQTT to "
+                size = f" at {args.input_size[0]}x{args.input_size[1]}" if args.input_size else ""
+                print(f"soak: {args.frames} frames of {Path(args.source).name} with {args.model}{size}, MQTT to "
                       f"{broker.host}:{broker.port}; RSS {rss_before_open:.1f} MB before open, {rss_open:.1f} MB after")
                 print("| frames | elapsed s | fps (window) | RSS MB |")
                 print("|---|---|---|---|")
