@@ -13,6 +13,8 @@ import time
 
 import cv2
 import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
 
 import fake_picamera2
 from broker import Broker, Subscriber
@@ -20,6 +22,8 @@ from conftest import DATA, ROOT
 from piposer import commands, config
 from piposer.app import App, run
 from piposer.errors import PiposerError
+from piposer.gpio import OutputSettings
+from piposer.rules import ActionSettings, Condition, RuleSettings, Zone
 from piposer.sinks.mqtt import MqttSettings
 from piposer.systemd import Notifier
 from test_sources import wait_for
@@ -90,26 +94,37 @@ class Running:
         return [json.loads(line[len(prefix):]) for line in self.lines if line.startswith(prefix)]
 
 
-def test_video_to_mqtt_end_to_end(broker, tmp_path):
+def test_video_to_mqtt_and_gpio_end_to_end(broker, monkeypatch):
+    """room_pair.mp4 -> PoseNet -> tracker -> GPIO rules (mock pins) and MQTT (real broker)."""
+    factory = MockFactory()
+    monkeypatch.setattr(Device, "pin_factory", factory)  # the GPIO header is the only thing faked
     mqtt = MqttSettings(host=broker.host, port=broker.port, device_id="e2e", discovery=False, qos=1)
     cfg = make_config(mqtt=mqtt, stats_interval=0.5)
+    cfg.outputs = [OutputSettings(name="lamp", kind="led", pin=17)]
+    cfg.rules = [RuleSettings(name="in_room", per_person=True, actions=[ActionSettings(output="lamp")],
+                              when=Condition(zone=Zone(keypoint="nose", rect=[0.0, 0.0, 1.0, 1.0])))]
     with Subscriber(broker, "piposer/e2e/#") as sub:
         with App(cfg, log=lambda _: None) as app:
             assert app.run() == "finished"
             stats = app.stats_dict()
+            lamp_during_run = factory.pin(17).state
         poses = [m.json() for m in sub.wait_for("piposer/e2e/poses", 72)]
         availability = sub.wait_for("piposer/e2e/availability", 2)
         sent_stats = sub.wait_for("piposer/e2e/stats")[-1].json()
+        rule_events = [m.json() for m in sub.wait_for("piposer/e2e/events", 2, where=lambda m: b'"rule"' in m.payload)]
     with Subscriber(broker, "piposer/e2e/availability") as late:  # what a newcomer sees: the retained state
         retained = late.wait_for("piposer/e2e/availability")[0]
     assert [p["frame"] for p in poses] == list(range(72))
     assert {p["width"] for p in poses} == {1920} and {p["model"] for p in poses} == {"posenet"}
-    ids = {pose["id"] for p in poses for pose in p["poses"] if pose["score"] >= 0.3}
+    ids = {pose["id"] for p in poses for pose in p["poses"]}
     assert ids == {1, 2}  # the two people keep their ids from the first frame to the last
+    # per-person rule: edges for each tracked person (by track id), the lamp on while they are there, off (safe) after
+    assert {e["person"] for e in rule_events if e["rule"] == "in_room" and e["edge"] == "rising"} == {1, 2}
+    assert lamp_during_run is True and factory.pin(17).state is False
     assert [m.payload for m in availability] == [b"online", b"offline"]
     assert retained.payload == b"offline" and retained.retain
     assert stats["frames"] == 72 and stats["source"]["frames"] == 72 and stats["fps"] > 0
-    assert set(stats["stages_ms"]) >= {"read", "estimate", "track", "MqttSink"}
+    assert set(stats["stages_ms"]) >= {"read", "frame_age", "estimate", "track", "RulesSink", "MqttSink"}
     assert stats["latency_ms"]["p50"] >= stats["stages_ms"]["estimate"]
     assert sent_stats["frames"] > 0 and "latency_ms" in sent_stats and sent_stats["model"] == "posenet"
 
