@@ -125,7 +125,7 @@ class PiCamera2Device:
         array = self._camera.capture_array(self._stream)
         if self._stream == "lores":
             return cv2.cvtColor(array, cv2.COLOR_YUV2BGR_I420)
-        return array[:, :, :3]
+        return array
 
     def close(self) -> None:
         camera, self._camera = self._camera, None
@@ -240,14 +240,12 @@ class FrameSource:
         """Open the device once, synchronously, so a missing camera is an error at startup."""
         try:
             self.device.open()
-        except PiposerError:
-            raise
         except Exception as exc:  # picamera2/OpenCV raise many kinds; all mean "cannot open"
             raise PiposerError(f"source: cannot open {self.description}: {exc}") from None
         self.connected = True
 
     def read(self, timeout: float = 1.0) -> Frame | None:
-        raise NotImplementedError
+        raise NotImplementedError  # Playback and LiveFeed read in different threads
 
     def media_time(self, frame: Frame) -> float:
         """The frame's time in the scene (seconds), which tracking ages go by: capture time for live sources."""
