@@ -160,6 +160,16 @@ def compare(python: Path, source: str, limit: int, complexity: str, video: bool,
             "detector_runs": ours["detector_runs"]}
 
 
+def runtime() -> str:
+    """Which TFLite runtime piposer's backend picked, with its version."""
+    from importlib import metadata
+
+    from piposer.backend import interpreter_class
+
+    package = interpreter_class().__module__.split(".")[0].replace("_", "-")
+    return f"{package} {metadata.version(package)}"
+
+
 def image_list(limit: int) -> str:
     paths = sorted(str(p) for d in IMAGE_DIRS for p in d.iterdir() if p.suffix in (".png", ".jpg", ".jpeg"))
     list_file = Path(tempfile.gettempdir()) / "piposer_blazepose_bench_images.txt"
@@ -196,6 +206,7 @@ def main() -> None:
         coco_table()
         return
     python = ensure_bench_venv()
+    print(f"piposer on {runtime()} with {args.threads} thread(s); MediaPipe {MEDIAPIPE.split('==')[1]} in {BENCH_VENV.name}\n")
     print("| model | input | mode | frames | median dist / bbox diag | p95 | landmarks compared | "
           "frames only one side found a pose | piposer ms | MediaPipe ms | speed ratio | piposer detector runs |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
