@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from piposer.estimators.blazepose import refine_from_heatmap
 from piposer.estimators.roi import (
     Roi, crop, letterbox_padding, letterbox_roi, normalize_angle, paste, roi_from_alignment,
 )
@@ -142,3 +143,18 @@ def test_low_pass_blends_with_alpha():
     f = LowPassFilter(0.1)
     assert f(np.array([1.0]))[0] == 1.0
     assert f(np.array([0.0]))[0] == pytest.approx(0.9)
+
+
+def test_heatmap_refinement_takes_the_window_centroid_in_mediapipe_cell_units():
+    heatmap = np.full((64, 64, 3), -20.0, np.float32)
+    heatmap[10, 20, 0] = heatmap[10, 22, 0] = 5.0          # two equal peaks around column 21, row 10
+    heatmap[40, 40, 1] = 0.0                               # confidence 0.5 exactly: refines
+    heatmap[50, 50, 2] = -0.1                              # below 0.5: left alone
+    xy = np.array([[21.3 / 64, 10.6 / 64], [38.2 / 64, 41.9 / 64], [50.5 / 64, 50.5 / 64]])
+    refined = refine_from_heatmap(xy, heatmap)
+    # cell indices are used as positions (no half-cell shift), as MediaPipe's calculator does
+    np.testing.assert_allclose(refined[0] * 64, [21.0, 10.0], atol=1e-3)
+    np.testing.assert_allclose(refined[1] * 64, [40.0, 40.0], atol=0.05)
+    np.testing.assert_array_equal(refined[2], xy[2])
+    off_map = np.array([[-0.01, 0.5], [0.5, -0.01]])
+    np.testing.assert_array_equal(refine_from_heatmap(off_map, heatmap[..., :2]), off_map)
