@@ -2,7 +2,8 @@
 
 The reference is MediaPipe's legacy `solutions.pose` (static_image_mode=True, model_complexity=1, the
 full landmark model) run in the benchmark venv on image1.png and image2.jpeg of tflite_pose_testdata:
-(x, y) in image pixels and visibility, one row per BlazePose landmark, rounded to 0.1 px / 0.01.
+(x, y) in image pixels and visibility, one row per BlazePose landmark, rounded to 0.1 px / 0.01,
+and depth plus world landmarks for a few of them.
 `bench/blazepose_vs_mediapipe.py` compares the two on whole videos.
 """
 
@@ -42,6 +43,25 @@ MEDIAPIPE_FULL = {
     ],
 }
 
+# MediaPipe's z (image-width units) and world landmarks (metres, hip-centred) for nose, wrists, ankles,
+# from the same run: landmark index -> (z, world x, world y, world z).
+MEDIAPIPE_FULL_DEPTH = {
+    "image1.png": {
+        0: (-0.750, -0.127, -0.661, -0.207),
+        15: (-0.716, 0.154, 0.006, -0.212),
+        16: (0.031, -0.194, -0.012, 0.028),
+        27: (0.443, 0.216, 0.717, 0.122),
+        28: (0.606, -0.299, 0.714, 0.177),
+    },
+    "image2.jpeg": {
+        0: (-0.553, -0.030, -0.617, -0.196),
+        15: (-0.623, 0.052, -0.244, -0.213),
+        16: (-0.012, 0.096, -0.219, -0.025),
+        27: (0.888, -0.041, 0.747, 0.265),
+        28: (-0.309, -0.109, 0.813, -0.081),
+    },
+}
+
 
 @pytest.mark.parametrize("name", sorted(MEDIAPIPE_FULL))
 def test_landmarks_match_mediapipe_on_the_same_photo(name):
@@ -56,3 +76,7 @@ def test_landmarks_match_mediapipe_on_the_same_photo(name):
     assert np.median(distance) < 0.5
     assert distance.max() < 4.0
     np.testing.assert_allclose(pose.scores(), reference[:, 2], atol=0.01)
+    # depth and metric world landmarks: measured within 0.001 (z) and 0.3 mm (world)
+    for index, (z, *world) in MEDIAPIPE_FULL_DEPTH[name].items():
+        assert pose.keypoints[index].z == pytest.approx(z, abs=0.01)
+        np.testing.assert_allclose(pose.world[index], world, atol=0.005)
