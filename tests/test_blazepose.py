@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import cv2
 import numpy as np
@@ -167,7 +168,13 @@ def test_tracking_skips_the_detector_on_a_steady_person_and_redetects_after_loss
 def test_image_mode_runs_the_detector_on_every_frame(room_single):
     est = estimator(running_mode="image")
     for i, image in enumerate(room_single[:3]):
+        start = time.perf_counter()
         assert len(est.estimate(frame(image, i))) == 1
+        elapsed = time.perf_counter() - start
+        # per-stage times for `piposer bench`: two invokes dominate, and the stages add up to the call
+        assert set(est.timings) == {"preprocess", "invoke", "decode"}
+        assert 0 < sum(est.timings.values()) <= elapsed
+        assert est.timings["invoke"] > est.timings["decode"]
     assert est.detector_runs == 3
 
 

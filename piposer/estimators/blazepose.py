@@ -9,6 +9,7 @@ landmarks are smoothed with One-Euro filters tuned as in MediaPipe's pose graph.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -82,12 +83,24 @@ def _tensors(model: Model, input_size: int, outputs: dict[str, tuple[int, ...]],
     return found
 
 
-def to_input(patch: np.ndarray, buffer: np.ndarray, scale: float, offset: float) -> np.ndarray:
+def to_input(patch: np.ndarray, buffer: np.ndarray, scale: float, offset: float) -> None:
     """Fill a float32 model-input buffer (1, H, W, 3) with a BGR uint8 crop as RGB x scale + offset."""
     np.multiply(cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), np.float32(scale), out=buffer[0])
     if offset:
         buffer += np.float32(offset)
-    return buffer
+
+
+class Stopwatch:
+    """Adds the time since the last lap to a named stage: `timings` for `piposer bench` and the app's stats."""
+
+    def __init__(self):
+        self.timings = {"preprocess": 0.0, "invoke": 0.0, "decode": 0.0}
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] += now - self.last
+        self.last = now
 
 
 class PoseDetector:
@@ -101,16 +114,22 @@ class PoseDetector:
         self.tensors = _tensors(self.model, DETECTOR_SIZE, {"boxes": (1, n, 12), "scores": (1, n, 1)},
                                 "BlazePose person detector")
 
-    def detect(self, image: np.ndarray, mirror: bool, min_score: float, max_count: int) -> list[Roi]:
+    def detect(self, image: np.ndarray, mirror: bool, min_score: float, max_count: int,
+               clock: Stopwatch) -> list[Roi]:
         """ROIs (image pixels) of up to `max_count` people, best first."""
         height, width = image.shape[:2]
         patch = crop(image, letterbox_roi(width, height), DETECTOR_SIZE, mirror, cv2.BORDER_CONSTANT)
-        self.model.run(to_input(patch, self.input, 1 / 127.5, -1.0))
+        to_input(patch, self.input, 1 / 127.5, -1.0)
+        clock.lap("preprocess")
+        self.model.run(self.input)
+        clock.lap("invoke")
         dets = decode(self.model.output(self.tensors["boxes"]), self.model.output(self.tensors["scores"]),
                       self.anchors, DETECTOR_SIZE, min_score)
         dets = remove_letterbox(weighted_nms(dets, NMS_THRESHOLD, max_count), letterbox_padding(width, height))
         points = dets.keypoints * np.array([width, height], dtype=np.float32)
-        return [roi_from_alignment(p[0], p[1], ROI_SCALE) for p in points]
+        rois = [roi_from_alignment(p[0], p[1], ROI_SCALE) for p in points]
+        clock.lap("decode")
+        return rois
 
 
 @dataclass
@@ -167,10 +186,12 @@ class PoseLandmarker:
     def _output(self, name: str) -> np.ndarray:
         return self.model.output(self.tensors[name])
 
-    def landmarks(self, image: np.ndarray, roi: Roi, mirror: bool, with_mask: bool) -> Landmarks:
+    def landmarks(self, image: np.ndarray, roi: Roi, mirror: bool, with_mask: bool, clock: Stopwatch) -> Landmarks:
         """Landmarks of the person in `roi` (pixels of the possibly mirrored image)."""
-        patch = crop(image, roi, LANDMARK_SIZE, mirror)
-        self.model.run(to_input(patch, self.input, 1 / 255, 0.0))
+        to_input(crop(image, roi, LANDMARK_SIZE, mirror), self.input, 1 / 255, 0.0)
+        clock.lap("preprocess")
+        self.model.run(self.input)
+        clock.lap("invoke")
         out = self._output
         raw = out("landmarks").reshape(39, 5).astype(np.float64)
         xy = refine_from_heatmap(raw[:, :2] / LANDMARK_SIZE, out("heatmap"))
@@ -181,7 +202,9 @@ class PoseLandmarker:
         world[:, :2] = roi.rotate(world[:, :2])
         height, width = image.shape[:2]
         mask = paste(sigmoid(out("mask")[:, :, 0]), roi, (width, height)) if with_mask else None
-        return Landmarks(xyz, sigmoid(raw[:, 3]), sigmoid(raw[:, 4]), world, float(out("flag")[0]), mask)
+        landmarks = Landmarks(xyz, sigmoid(raw[:, 3]), sigmoid(raw[:, 4]), world, float(out("flag")[0]), mask)
+        clock.lap("decode")
+        return landmarks
 
 
 class PoseSmoother:
@@ -226,7 +249,8 @@ class BlazePoseEstimator:
     """BlazePose on TFLite: frame in, up to `num_poses` poses (BlazePose-33 layout, image pixels) out.
 
     Keypoint `score` is the landmark's visibility; the pose score is the landmark model's presence.
-    `detector_runs` counts detector invocations (tracking skips it while people stay found).
+    `detector_runs` counts detector invocations (tracking skips it while people stay found);
+    `timings` holds the last frame's seconds per stage (preprocess, invoke, decode).
     """
 
     layout = BLAZEPOSE33
@@ -242,6 +266,7 @@ class BlazePoseEstimator:
         self.landmarker = PoseLandmarker(landmark.path, threads)
         self.tracks: list[Track] = []
         self.detector_runs = 0
+        self.timings: dict[str, float] = {}
 
     @property
     def tracking(self) -> bool:
@@ -249,10 +274,11 @@ class BlazePoseEstimator:
 
     def estimate(self, frame: Frame) -> list[Pose]:
         image, mirror, s = frame.image, self.model_settings.flip_horizontal, self.settings
+        clock = Stopwatch()
         found: list[tuple[Track, Landmarks]] = []
 
         def admit(track: Track, threshold: float) -> None:
-            lm = self.landmarker.landmarks(image, track.roi, mirror, s.output_segmentation_masks)
+            lm = self.landmarker.landmarks(image, track.roi, mirror, s.output_segmentation_masks, clock)
             if lm.score >= threshold and not any(_same_person(lm, other) for _, other in found):
                 found.append((track, lm))
 
@@ -260,7 +286,7 @@ class BlazePoseEstimator:
             admit(track, s.min_tracking_confidence)
         if len(found) < s.num_poses:
             self.detector_runs += 1
-            for roi in self.detector.detect(image, mirror, s.min_pose_detection_confidence, s.num_poses):
+            for roi in self.detector.detect(image, mirror, s.min_pose_detection_confidence, s.num_poses, clock):
                 if len(found) < s.num_poses:
                     admit(Track(roi, PoseSmoother() if s.smooth_landmarks and self.tracking else None),
                           s.min_pose_presence_confidence)
@@ -271,6 +297,8 @@ class BlazePoseEstimator:
             track.roi = lm.alignment_roi()
             poses.append(self._pose(lm, (image.shape[1], image.shape[0])))
         self.tracks = [track for track, _ in found] if self.tracking else []
+        clock.lap("decode")
+        self.timings = clock.timings
         return poses
 
     def _pose(self, lm: Landmarks, image_size: tuple[int, int]) -> Pose:
