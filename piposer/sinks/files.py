@@ -49,6 +49,13 @@ class AtomicFile:
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
 
+    def finish(self, commit: bool) -> Path | None:
+        """Commit (returning the target) or discard (returning None)."""
+        if commit:
+            return self.commit()
+        self.discard()
+        return None
+
 
 def write_bytes(target: Path, data: bytes) -> Path:
     f = AtomicFile(target)
@@ -112,10 +119,7 @@ class PoseDataWriter:
 
     def close(self, commit: bool = True) -> Path | None:
         self._fh.close()
-        if commit:
-            return self.file.commit()
-        self.file.discard()
-        return None
+        return self.file.finish(commit)
 
 
 class VideoWriter:
@@ -133,7 +137,4 @@ class VideoWriter:
 
     def close(self, commit: bool = True) -> Path | None:
         self._writer.release()
-        if commit:
-            return self.file.commit()
-        self.file.discard()
-        return None
+        return self.file.finish(commit)
