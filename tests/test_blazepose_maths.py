@@ -53,6 +53,8 @@ def test_weighted_nms_averages_each_cluster_by_score_and_keeps_its_best_score():
     np.testing.assert_allclose(dets.keypoints[0], [[0.06, 0.0], [1.06, 1.0]], atol=1e-6)
     np.testing.assert_allclose(dets.boxes[1], boxes[2])
     assert len(weighted_nms(dets.take(slice(0, 0)))) == 0
+    flat = Detections(np.array([[0.5, 0.5, 0.5, 0.5], [0.2, 0.2, 0.1, 0.1]]), np.zeros((2, 1, 2)), np.array([0.9, 0.8]))
+    np.testing.assert_allclose(weighted_nms(flat).scores, [0.9, 0.8])  # empty boxes: kept, no endless loop
     assert len(weighted_nms(Detections(boxes, points, np.array([0.6, 0.9, 0.7])), 0.3, max_count=1)) == 1
 
 

@@ -99,6 +99,7 @@ def weighted_nms(dets: Detections, threshold: float = 0.3, max_count: int | None
     boxes, points, scores = [], [], []
     while order.size and (max_count is None or len(scores) < max_count):
         overlap = iou(dets.boxes[order[0]], dets.boxes[order])
+        overlap[0] = np.inf  # the best one always leads its cluster, even with a degenerate box
         cluster = order[overlap > threshold]
         order = order[overlap <= threshold]
         weights = dets.scores[cluster]
