@@ -62,8 +62,10 @@ def _traversal_plan() -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
-PLAN = _traversal_plan()  # (17 * 16, 6)
-MAX_WAVE = int(PLAN[:, 1].max())
+_PLAN = _traversal_plan()  # (17 * 16, 6), row root * 16 + step
+PLAN_WAVE = _PLAN[:, 1].astype(np.int8)  # small ints: numpy sorts them by radix
+PLAN_SOURCE, PLAN_TARGET, PLAN_EDGE, PLAN_BACKWARD = _PLAN[:, 2:].T.copy()
+MAX_WAVE = int(PLAN_WAVE.max())
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -88,48 +90,51 @@ def part_candidates(scores: np.ndarray, threshold: float) -> tuple[np.ndarray, n
 
 
 @functools.lru_cache(maxsize=8)
-def _cell_origins(h: int, w: int, stride: int) -> np.ndarray:
-    """(2, h*w, 1): the input-pixel (y, x) of every grid cell."""
-    return (np.stack(np.divmod(np.arange(h * w), w)) * float(stride))[:, :, None]
+def _cell_origins(h: int, w: int) -> np.ndarray:
+    """(2, h*w, 1): every grid cell's (row, column), plus the 0.5 of PoseNet's round-half-up."""
+    return (np.stack(np.divmod(np.arange(h * w), w)) + 0.5)[:, :, None]
 
 
 class _Grid:
     """The output grids, prepared so that following one edge is a handful of gathers.
 
-    PoseNet snaps a point to its nearest cell (rounding halves up, clamped to the grid) and
-    refines it twice with that cell's offset. From a cell, the refined point and the next
-    cell depend only on (cell, part), so they are tabulated once per frame for all cells.
-    Points are (2, n) arrays, y then x: offsets hold 17 y channels then 17 x channels and
-    displacements 16 y then 16 x, so a grid viewed as (cells, 2, channels) splits without copying.
+    Points are kept in grid units plus 0.5 (u = pixels / stride + 0.5), so PoseNet's nearest
+    cell (round half up, clamped to the grid) is a clamp and a truncation; dividing by the
+    power-of-two stride is exact, so results match pixel arithmetic bit for bit. PoseNet refines
+    a point twice with the offset of its nearest cell; from a cell, the refined point and the
+    next cell depend only on (cell, part), so they are tabulated once per frame for all cells.
+    Offsets hold 17 y channels then 17 x channels and displacements 16 y then 16 x, so a grid
+    viewed as (cells, 2, channels) splits into (y, x) without copying.
     """
 
     def __init__(self, scores, offsets, displacements_fwd, displacements_bwd, stride: int):
         h, w, k = scores.shape
-        self.inv_stride = 1.0 / stride
         self.limit = np.array([[h - 1], [w - 1]], dtype=np.float64)
         self.width = w
         self.cells = h * w
         self.scores = scores.reshape(h * w, k)
         e = displacements_fwd.shape[-1] // 2
-        # (yx, direction * cells + cell, edge): forward displacements, then backward
+        inv = 1.0 / stride
+        # (yx, direction * cells + cell, edge): forward displacements, then backward, in grid units
         self.displacements = np.concatenate(
-            [d.reshape(h * w, 2, e).transpose(1, 0, 2) for d in (displacements_fwd, displacements_bwd)], axis=1)
+            [d.reshape(h * w, 2, e).transpose(1, 0, 2) for d in (displacements_fwd, displacements_bwd)], axis=1) * inv
         # refined[:, c, t]: the point cell c's offset gives part t; next_cell[c, t]: the cell nearest it
-        self.refined = _cell_origins(h, w, stride) + offsets.reshape(h * w, 2, k).transpose(1, 0, 2)
+        self.refined = _cell_origins(h, w) + offsets.reshape(h * w, 2, k).transpose(1, 0, 2) * inv
         self.next_cell = self.cell(self.refined.reshape(2, -1)).reshape(h * w, k)
 
     def cell(self, points: np.ndarray) -> np.ndarray:
         """Flat index of the cell nearest each point of a (2, n) array (clamping first makes truncation a floor)."""
-        c = points * self.inv_stride
-        c += 0.5
-        np.maximum(c, 0.0, out=c)
+        c = np.maximum(points, 0.0)
         np.minimum(c, self.limit, out=c)
         yx = c.astype(np.intp)
         return yx[0] * self.width + yx[1]
 
-    def traverse(self, sources, source_cells, targets, edges, backward):
-        """Move from (2, n) source points along edges to the target parts; returns target points, cells and scores."""
-        first = self.cell(sources + self.displacements[:, backward * self.cells + source_cells, edges])
+    def traverse(self, sources, source_cells, targets, edges):
+        """Move (2, n) source points along edges to the target parts; returns target points, cells and scores.
+
+        `source_cells` index the displacements: direction * cells + cell.
+        """
+        first = self.cell(sources + self.displacements[:, source_cells, edges])
         second = self.next_cell[first, targets]
         final = self.next_cell[second, targets]
         return self.refined[:, second, targets], final, self.scores[final, targets]
@@ -152,37 +157,40 @@ def decode_multiple(
         return Decoded(np.zeros((0, NUM_PARTS, 2)), np.zeros((0, NUM_PARTS)), np.zeros(0))
     grid = _Grid(heatmap_scores, offsets, displacements_fwd, displacements_bwd, stride)
 
-    keypoints = np.zeros((2, n, NUM_PARTS))
+    points = np.zeros((2, n, NUM_PARTS))  # grid units + 0.5
     cells = np.zeros((n, NUM_PARTS), dtype=np.intp)  # flat grid cell nearest each keypoint
     scores = np.zeros((n, NUM_PARTS))
     rows = np.arange(n)
     root_cells = y * grid.width + x
-    keypoints[:, rows, part] = grid.refined[:, root_cells, part]
+    points[:, rows, part] = grid.refined[:, root_cells, part]
     cells[rows, part] = grid.next_cell[root_cells, part]
     scores[rows, part] = root_score
 
     # Every candidate's 16 steps from its root part, grouped by wave (tree distance) across all candidates.
-    steps = PLAN[(part[:, None] * 16 + np.arange(16)).ravel()]
-    order = np.argsort(steps[:, 1], kind="stable")
-    cand = order // 16
-    _, wave, source, target, edge, backward = steps[order].T
-    bounds = np.searchsorted(wave, np.arange(1, MAX_WAVE + 2))
+    steps = (part[:, None] * 16 + np.arange(16)).ravel()
+    order = np.argsort(PLAN_WAVE[steps], kind="stable")
+    cand, steps = order // 16, steps[order]
+    source, target, edge, shift = PLAN_SOURCE[steps], PLAN_TARGET[steps], PLAN_EDGE[steps], PLAN_BACKWARD[steps] * grid.cells
+    bounds = np.searchsorted(PLAN_WAVE[steps], np.arange(1, MAX_WAVE + 2))
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         c, s, t = cand[lo:hi], source[lo:hi], target[lo:hi]
-        keypoints[:, c, t], cells[c, t], scores[c, t] = grid.traverse(
-            keypoints[:, c, s], cells[c, s], t, edge[lo:hi], backward[lo:hi])
+        points[:, c, t], cells[c, t], scores[c, t] = grid.traverse(
+            points[:, c, s], cells[c, s] + shift[lo:hi], t, edge[lo:hi])
 
-    return _select(keypoints.transpose(1, 2, 0), scores, part, nms_radius ** 2, max_poses)
+    keypoints = (points.transpose(1, 2, 0) - 0.5) * stride
+    return _select(keypoints, scores, part, nms_radius, max_poses)
 
 
-def _select(keypoints, scores, part, squared_radius, max_poses) -> Decoded:
+def _select(keypoints, scores, part, radius, max_poses) -> Decoded:
     """Accept candidates in score order, skipping roots near the same part of an accepted pose.
 
     A pose's score is the mean of its keypoint scores, leaving out keypoints that lie within
-    the radius of the same keypoint of an earlier pose.
+    the radius of the same keypoint of an earlier pose. Points are taken as complex numbers
+    (y + ix) so a distance is one subtraction and one abs.
     """
     n = len(part)
-    roots = keypoints[np.arange(n), part]
+    points = keypoints[..., 0] + 1j * keypoints[..., 1]
+    roots = points[np.arange(n), part]
     suppressed = np.zeros(n + 1, dtype=bool)  # a sentinel False at the end ends the scan
     accepted: list[int] = []
     i = 0
@@ -191,13 +199,13 @@ def _select(keypoints, scores, part, squared_radius, max_poses) -> Decoded:
         if i == n:
             break
         accepted.append(i)
-        suppressed[:n] |= ((roots - keypoints[i, part]) ** 2).sum(-1) <= squared_radius
+        suppressed[:n] |= np.abs(roots - points[i, part]) <= radius
         i += 1
-    kept = keypoints[accepted]
-    near = ((kept[:, None] - kept[None]) ** 2).sum(-1) <= squared_radius  # (P, P, 17)
+    kept = points[accepted]
+    near = np.abs(kept[:, None] - kept[None]) <= radius  # (P, P, 17)
     overlapped = (near & np.tri(len(accepted), k=-1, dtype=bool)[:, :, None]).any(axis=1)
     kept_scores = scores[accepted]
-    return Decoded(kept, kept_scores, (kept_scores * ~overlapped).sum(axis=1) / NUM_PARTS)
+    return Decoded(keypoints[accepted], kept_scores, (kept_scores * ~overlapped).sum(axis=1) / NUM_PARTS)
 
 
 def decode_single(heatmap_scores: np.ndarray, offsets: np.ndarray, stride: int) -> Decoded:
