@@ -207,11 +207,12 @@ def test_frame_cap_does_not_add_latency(monkeypatch, camera_frames):
     fake_picamera2.install(monkeypatch, camera_frames, interval=0.005)
     run = Running(make_config("picamera2", max_fps=5))
     try:
-        wait_for(lambda: run.app.stats.frames >= 4)
+        wait_for(lambda: run.app.stats.frames >= 2)
+        processed = run.frames_after(2.0)
     finally:
         run.stop()
     stats = run.app.stats.as_dict()
-    assert stats["fps"] <= 5.5, stats
+    assert 1 <= processed <= 11, stats  # at most 5 per second (+1 for where the window falls)
     # the cap sleeps *before* taking the newest frame: frames are fresh when inference starts,
     # not up to a 200 ms period old (the camera delivers one every 5 ms)
     assert stats["stages_ms"]["frame_age"] < 50, stats
