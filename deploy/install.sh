@@ -116,6 +116,8 @@ make_user() {
     say "service user $SERVICE_USER"
     useradd --system --user-group --home-dir /var/lib/piposer --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
   fi
+  # The unit asks for the video and gpio groups; a system without GPIO (not a Pi) gets an empty gpio group.
+  getent group gpio >/dev/null || groupadd --system gpio
   local group
   for group in video gpio i2c spi; do
     if getent group "$group" >/dev/null; then
