@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SHARED := $(or $(PIPOSER_SHARED),$(abspath ../shared))
 export PIPOSER_SHARED := $(SHARED)
 export PIPOSER_MODEL_DIR ?= $(SHARED)/models$(if $(wildcard $(SHARED)/models/converted_from_tfjs),:$(SHARED)/models/converted_from_tfjs)
-RUN_ARGS ?= --source $(SHARED)/data/video/room_pair.mp4
+RUN_ARGS ?= $(if $(wildcard $(SHARED)/data/video/room_pair.mp4),--source $(SHARED)/data/video/room_pair.mp4)
 APT_TEST_PACKAGES := mosquitto openssl openssh-server openssh-client rsync shellcheck systemd
 
 .PHONY: run test bench bench-mediapipe eval soak deploy venv test-deps clean

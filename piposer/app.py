@@ -111,6 +111,7 @@ class LoopStats:
             "fps": round(self.fps(), 2),
             "people": self.people,
             "latency_ms": {f"p{q}": ms(self.latency, q) for q in (50, 95, 99)},
+            "inference_ms": {f"p{q}": ms(self.stages.get("estimate", ()), q) for q in (50, 95)},
             "stages_ms": {stage: ms(values, 50) for stage, values in self.stages.items()},
             "uptime_s": round(time.monotonic() - self.started, 1),
             "rss_mb": round(rss_mb(), 1),
@@ -349,17 +350,18 @@ class App:
     def _sinks(self) -> list[Sink]:
         """GPIO rules first (closest to real time), then MQTT; MQTT gets a few seconds to connect before READY."""
         sinks: list[Sink] = []
-        rules, outputs = getattr(self.config, "rules", []), getattr(self.config, "outputs", [])
-        button = getattr(self.config, "button", None)
-        if rules or outputs or button:
+        cfg = self.config
+        if cfg.rules or cfg.outputs or cfg.button:
             from .gpio import RulesSink
 
-            sinks.append(RulesSink(rules, outputs, button=button, on_event=self.event, on_request=self._request))
-        mqtt = getattr(self.config, "mqtt", None)
-        if mqtt is not None and mqtt.enabled:
+            sinks.append(RulesSink(cfg.rules, cfg.outputs, button=cfg.button, on_event=self.event,
+                                   on_request=self._request))
+        mqtt = cfg.mqtt
+        if mqtt.enabled:
             from .sinks.mqtt import MqttSink
 
-            self.mqtt = MqttSink(mqtt, model_name=self.estimator.model_name, on_command=self.command)
+            self.mqtt = MqttSink(mqtt, model_name=self.estimator.model_name, on_command=self.command,
+                                 stats_interval=self.settings.stats_interval)
             sinks.append(self.mqtt)
             self.mqtt.start()
             if not self.mqtt.connected.wait(MQTT_CONNECT_WAIT):

@@ -35,7 +35,7 @@ VIDEO = DATA / "video" / "room_pair.mp4"
 def make_config(source=str(VIDEO), mqtt: MqttSettings | None = None, **loop):
     cfg = config.load(None)
     cfg.source.source = source
-    cfg.mqtt = mqtt or MqttSettings(enabled=False)  # set directly until [mqtt] is part of Config
+    cfg.mqtt = mqtt or MqttSettings(enabled=False)
     for key, value in loop.items():
         setattr(cfg.loop, key, value)
     return cfg
@@ -126,6 +126,7 @@ def test_video_to_mqtt_and_gpio_end_to_end(broker, monkeypatch):
     assert stats["frames"] == 72 and stats["source"]["frames"] == 72 and stats["fps"] > 0
     assert set(stats["stages_ms"]) >= {"read", "frame_age", "estimate", "track", "RulesSink", "MqttSink"}
     assert stats["latency_ms"]["p50"] >= stats["stages_ms"]["estimate"]
+    assert stats["inference_ms"]["p50"] == stats["stages_ms"]["estimate"] <= stats["inference_ms"]["p95"]
     assert sent_stats["frames"] > 0 and "latency_ms" in sent_stats and sent_stats["model"] == "posenet"
 
 

@@ -14,6 +14,8 @@ class Estimator(Protocol):
 
     layout: Layout
     model_name: str
+    model_settings: ModelSettings  # the [model] section it runs with; thresholds may change live
+    timings: dict[str, float]  # seconds per stage of the last estimate (preprocess, invoke, decode)
 
     def estimate(self, frame: Frame) -> list[Pose]: ...
 
