@@ -75,7 +75,6 @@ fetch_model() {
   say "model '$MODEL' -> $MODEL_DIR"
   # Already there (copied by hand or fetched before)? Then nothing is downloaded.
   if ! PIPOSER_MODEL_DIR="$MODEL_DIR${PIPOSER_MODEL_DIR:+:$PIPOSER_MODEL_DIR}" \
-      PIPOSER_MANIFEST="$APP_DIR/src/models/manifest.toml" \
       "$APP_DIR/venv/bin/python" - "$MODEL" "$MODEL_DIR" <<'PY'
 import shutil, sys
 from pathlib import Path

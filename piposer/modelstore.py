@@ -24,7 +24,8 @@ from pathlib import Path
 
 from .errors import PiposerError
 
-MANIFEST = Path(__file__).resolve().parent.parent / "models" / "manifest.toml"
+# piposer/manifest.toml links to models/manifest.toml, so a built wheel carries a copy of it.
+MANIFEST = Path(__file__).resolve().parent / "manifest.toml"
 
 
 @dataclass(frozen=True)
