@@ -78,7 +78,7 @@ class Frame:
         return int(self.image.shape[0])
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Keypoint:
     """One body keypoint in source-image pixels (x, y) and normalized to [0, 1] (nx, ny).
 
@@ -168,20 +168,12 @@ def make_pose(
     detected = scores >= keypoint_threshold
     span = xy[detected] if detected.any() else xy
     box = Box(*(float(v) for v in (*span.min(axis=0), *span.max(axis=0))))
-    keypoints = tuple(
-        Keypoint(
-            name=name,
-            x=float(xy[i, 0]),
-            y=float(xy[i, 1]),
-            nx=float(xy[i, 0] / width),
-            ny=float(xy[i, 1] / height),
-            score=float(scores[i]),
-            detected=bool(detected[i]),
-            z=None if z is None else float(z[i]),
-            visibility=None if visibility is None else float(visibility[i]),
-        )
-        for i, name in enumerate(layout.keypoints)
-    )
+    # one bulk conversion to Python floats instead of one per value (this runs for every pose of every frame)
+    columns = [xy[:, 0], xy[:, 1], xy[:, 0] / width, xy[:, 1] / height, scores, detected]
+    none = [None] * len(layout.keypoints)
+    rows = zip(layout.keypoints, *(c.tolist() for c in columns),
+               *(none if v is None else v.tolist() for v in (z, visibility)))
+    keypoints = tuple(Keypoint(*row) for row in rows)
     return Pose(keypoints=keypoints, score=float(score), box=box, layout=layout)
 
 
