@@ -25,8 +25,8 @@ os.environ.setdefault("PIPOSER_MODEL_DIR", f"{SHARED}/models{os.pathsep}{SHARED}
 
 from piposer.benchmark import print_report, time_estimator  # noqa: E402
 from piposer.estimators import ModelSettings  # noqa: E402
-from piposer.estimators.posenet import PoseNetEstimator, PoseNetSettings  # noqa: E402
-from piposer.estimators.posenet_decoder import decode_multiple, sigmoid  # noqa: E402
+from piposer.estimators.posenet import PoseNetEstimator, PoseNetSettings, heatmap_scores  # noqa: E402
+from piposer.estimators.posenet_decoder import decode_multiple  # noqa: E402
 from posenet_reference import decode_multiple_reference  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def main() -> None:
     ours, reference, poses = [], [], []
     for path in paths:
         heads, _ = est.infer(cv2.imread(str(path)))
-        tensors = (sigmoid(heads["heatmap"]), heads["offsets"], heads["fwd"], heads["bwd"], est.stride,
+        tensors = (heatmap_scores(heads["heatmap"]), heads["offsets"], heads["fwd"], heads["bwd"], est.stride,
                    settings.score_threshold, settings.nms_radius, settings.max_poses)
         for _ in range(args.repeat):
             t0 = time.perf_counter()

@@ -77,6 +77,15 @@ def aspect_input_size(image_hw: tuple[int, int], long_side: int, stride: int) ->
     return (long_side, short) if h >= w else (short, long_side)
 
 
+def heatmap_scores(heatmap: np.ndarray) -> np.ndarray:
+    """Part scores in 0..1 from a heatmap head.
+
+    Most PoseNet files output logits (the background lies far below 0); PINTO's quantized model has
+    the sigmoid built in, so its heatmap is never negative, and a second sigmoid would flatten it.
+    """
+    return heatmap if heatmap.min() >= 0.0 else sigmoid(heatmap)
+
+
 def valid_size(size: int, stride: int) -> bool:
     return (size - 1) % stride == 0
 
@@ -184,7 +193,7 @@ class PoseNetEstimator:
         return heads, scale
 
     def decode(self, heads: dict[str, np.ndarray]) -> Decoded:
-        scores = sigmoid(heads["heatmap"])
+        scores = heatmap_scores(heads["heatmap"])
         s = self.settings
         if s.decoder == "single":
             return decode_single(scores, heads["offsets"], self.stride)
