@@ -64,7 +64,7 @@ def _traversal_plan() -> np.ndarray:
 
 _PLAN = _traversal_plan()  # (17 * 16, 6), row root * 16 + step
 PLAN_WAVE = _PLAN[:, 1].astype(np.int8)  # small ints: numpy sorts them by radix
-PLAN_SOURCE, PLAN_TARGET, PLAN_EDGE, PLAN_BACKWARD = _PLAN[:, 2:].T.copy()
+PLAN_SOURCE, PLAN_TARGET, PLAN_EDGE, PLAN_BACKWARD = _PLAN[:, 2:].T.copy()  # per (root * 16 + step)
 MAX_WAVE = int(PLAN_WAVE.max())
 
 
@@ -90,54 +90,55 @@ def part_candidates(scores: np.ndarray, threshold: float) -> tuple[np.ndarray, n
 
 
 @functools.lru_cache(maxsize=8)
-def _cell_origins(h: int, w: int) -> np.ndarray:
-    """(2, h*w, 1): every grid cell's (row, column), plus the 0.5 of PoseNet's round-half-up."""
-    return (np.stack(np.divmod(np.arange(h * w), w)) + 0.5)[:, :, None]
+def _cell_origins(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every grid cell's row and column as (h*w, 1) columns, plus the 0.5 of PoseNet's round-half-up."""
+    row, col = np.divmod(np.arange(h * w), w)
+    return row[:, None] + 0.5, col[:, None] + 0.5
 
 
 class _Grid:
-    """The output grids, prepared so that following one edge is a handful of gathers.
+    """The output grids as flat tables, so that following an edge is a handful of 1-D lookups.
 
-    Points are kept in grid units plus 0.5 (u = pixels / stride + 0.5), so PoseNet's nearest
-    cell (round half up, clamped to the grid) is a clamp and a truncation; dividing by the
-    power-of-two stride is exact, so results match pixel arithmetic bit for bit. PoseNet refines
-    a point twice with the offset of its nearest cell; from a cell, the refined point and the
-    next cell depend only on (cell, part), so they are tabulated once per frame for all cells.
-    Offsets hold 17 y channels then 17 x channels and displacements 16 y then 16 x, so a grid
-    viewed as (cells, 2, channels) splits into (y, x) without copying.
+    Points are kept in grid units plus 0.5 (u = pixels / stride + 0.5), so PoseNet's nearest cell
+    (round half up, clamped to the grid) is a clamp and a truncation; dividing by the power-of-two
+    stride is exact, so results match pixel arithmetic bit for bit. PoseNet refines a point twice
+    with the offset of its nearest cell; from a cell, the refined point and the next cell depend
+    only on (cell, part), so they are tabulated once per frame (index cell * parts + part).
+    Displacements are indexed (direction * cells + cell) * edges + edge.
     """
 
     def __init__(self, scores, offsets, displacements_fwd, displacements_bwd, stride: int):
         h, w, k = scores.shape
-        self.limit = np.array([[h - 1], [w - 1]], dtype=np.float64)
-        self.width = w
-        self.cells = h * w
-        self.scores = scores.reshape(h * w, k)
-        e = displacements_fwd.shape[-1] // 2
-        inv = 1.0 / stride
-        # (yx, direction * cells + cell, edge): forward displacements, then backward, in grid units
-        self.displacements = np.concatenate(
-            [d.reshape(h * w, 2, e).transpose(1, 0, 2) for d in (displacements_fwd, displacements_bwd)], axis=1) * inv
-        # refined[:, c, t]: the point cell c's offset gives part t; next_cell[c, t]: the cell nearest it
-        self.refined = _cell_origins(h, w) + offsets.reshape(h * w, 2, k).transpose(1, 0, 2) * inv
-        self.next_cell = self.cell(self.refined.reshape(2, -1)).reshape(h * w, k)
+        self.shape = (h, w, k)
+        self.scores = scores.ravel()
+        origin_y, origin_x = _cell_origins(h, w)
+        self.refined_y = (origin_y + offsets[..., :k].reshape(h * w, k) / stride).ravel()
+        self.refined_x = (origin_x + offsets[..., k:].reshape(h * w, k) / stride).ravel()
+        self.next_cell = self.cell(self.refined_y, self.refined_x)
+        self.edges = e = displacements_fwd.shape[-1] // 2
+        self.disp_y = np.concatenate((displacements_fwd[..., :e], displacements_bwd[..., :e])).ravel() / stride
+        self.disp_x = np.concatenate((displacements_fwd[..., e:], displacements_bwd[..., e:])).ravel() / stride
 
-    def cell(self, points: np.ndarray) -> np.ndarray:
-        """Flat index of the cell nearest each point of a (2, n) array (clamping first makes truncation a floor)."""
-        c = np.maximum(points, 0.0)
-        np.minimum(c, self.limit, out=c)
-        yx = c.astype(np.intp)
-        return yx[0] * self.width + yx[1]
+    def cell(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Flat index of the cell nearest each point (clamping first makes truncation a floor)."""
+        h, w, _ = self.shape
+        cy = np.maximum(y, 0.0)
+        np.minimum(cy, h - 1, out=cy)
+        cx = np.maximum(x, 0.0)
+        np.minimum(cx, w - 1, out=cx)
+        return cy.astype(np.intp) * w + cx.astype(np.intp)
 
-    def traverse(self, sources, source_cells, targets, edges):
-        """Move (2, n) source points along edges to the target parts; returns target points, cells and scores.
+    def traverse(self, y, x, cells, targets, displacement):
+        """Move points (y, x, nearest cell) along edges to the target parts: their (y, x), cell and score.
 
-        `source_cells` index the displacements: direction * cells + cell.
+        `displacement` is (direction * cells) * edges + edge for each step.
         """
-        first = self.cell(sources + self.displacements[:, source_cells, edges])
-        second = self.next_cell[first, targets]
-        final = self.next_cell[second, targets]
-        return self.refined[:, second, targets], final, self.scores[final, targets]
+        k = self.shape[2]
+        at = cells * self.edges + displacement
+        first = self.cell(y + self.disp_y[at], x + self.disp_x[at])
+        second = self.next_cell[first * k + targets] * k + targets
+        final = self.next_cell[second]
+        return self.refined_y[second], self.refined_x[second], final, self.scores[final * k + targets]
 
 
 def decode_multiple(
@@ -156,40 +157,45 @@ def decode_multiple(
     if n == 0 or max_poses <= 0:
         return Decoded(np.zeros((0, NUM_PARTS, 2)), np.zeros((0, NUM_PARTS)), np.zeros(0))
     grid = _Grid(heatmap_scores, offsets, displacements_fwd, displacements_bwd, stride)
+    h, w, k = grid.shape
 
-    points = np.zeros((2, n, NUM_PARTS))  # grid units + 0.5
-    cells = np.zeros((n, NUM_PARTS), dtype=np.intp)  # flat grid cell nearest each keypoint
-    scores = np.zeros((n, NUM_PARTS))
-    rows = np.arange(n)
-    root_cells = y * grid.width + x
-    points[:, rows, part] = grid.refined[:, root_cells, part]
-    cells[rows, part] = grid.next_cell[root_cells, part]
-    scores[rows, part] = root_score
+    # Per keypoint of every candidate, flat (candidate * 17 + part): position, nearest cell, score.
+    py, px = np.zeros(n * NUM_PARTS), np.zeros(n * NUM_PARTS)
+    cells = np.zeros(n * NUM_PARTS, dtype=np.intp)
+    scores = np.zeros(n * NUM_PARTS)
+    roots = np.arange(n) * NUM_PARTS + part
+    at = (y * w + x) * k + part
+    py[roots], px[roots], cells[roots], scores[roots] = grid.refined_y[at], grid.refined_x[at], grid.next_cell[at], root_score
 
     # Every candidate's 16 steps from its root part, grouped by wave (tree distance) across all candidates.
     steps = (part[:, None] * 16 + np.arange(16)).ravel()
     order = np.argsort(PLAN_WAVE[steps], kind="stable")
-    cand, steps = order // 16, steps[order]
-    source, target, edge, shift = PLAN_SOURCE[steps], PLAN_TARGET[steps], PLAN_EDGE[steps], PLAN_BACKWARD[steps] * grid.cells
+    steps, base = steps[order], (order // 16) * NUM_PARTS
+    source, target, target_part = base + PLAN_SOURCE[steps], base + PLAN_TARGET[steps], PLAN_TARGET[steps]
+    displacement = PLAN_BACKWARD[steps] * (h * w * grid.edges) + PLAN_EDGE[steps]
     bounds = np.searchsorted(PLAN_WAVE[steps], np.arange(1, MAX_WAVE + 2))
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        c, s, t = cand[lo:hi], source[lo:hi], target[lo:hi]
-        points[:, c, t], cells[c, t], scores[c, t] = grid.traverse(
-            points[:, c, s], cells[c, s] + shift[lo:hi], t, edge[lo:hi])
+        s, t = source[lo:hi], target[lo:hi]
+        py[t], px[t], cells[t], scores[t] = grid.traverse(py[s], px[s], cells[s], target_part[lo:hi], displacement[lo:hi])
 
-    keypoints = (points.transpose(1, 2, 0) - 0.5) * stride
-    return _select(keypoints, scores, part, nms_radius, max_poses)
+    points = ((py - 0.5) + 1j * (px - 0.5)) * stride  # input pixels as complex y + ix
+    return _select(points.reshape(n, NUM_PARTS), scores.reshape(n, NUM_PARTS), part, nms_radius, max_poses)
 
 
-def _select(keypoints, scores, part, radius, max_poses) -> Decoded:
+@functools.lru_cache(maxsize=64)
+def _earlier(p: int) -> np.ndarray:
+    """(p, p, 1) mask: pose j came before pose i."""
+    return np.tri(p, k=-1, dtype=bool)[:, :, None]
+
+
+def _select(points, scores, part, radius, max_poses) -> Decoded:
     """Accept candidates in score order, skipping roots near the same part of an accepted pose.
 
     A pose's score is the mean of its keypoint scores, leaving out keypoints that lie within
-    the radius of the same keypoint of an earlier pose. Points are taken as complex numbers
-    (y + ix) so a distance is one subtraction and one abs.
+    the radius of the same keypoint of an earlier pose. Points are complex numbers (y + ix), so
+    a distance is one subtraction and one abs.
     """
     n = len(part)
-    points = keypoints[..., 0] + 1j * keypoints[..., 1]
     roots = points[np.arange(n), part]
     suppressed = np.zeros(n + 1, dtype=bool)  # a sentinel False at the end ends the scan
     accepted: list[int] = []
@@ -203,9 +209,10 @@ def _select(keypoints, scores, part, radius, max_poses) -> Decoded:
         i += 1
     kept = points[accepted]
     near = np.abs(kept[:, None] - kept[None]) <= radius  # (P, P, 17)
-    overlapped = (near & np.tri(len(accepted), k=-1, dtype=bool)[:, :, None]).any(axis=1)
+    overlapped = (near & _earlier(len(accepted))).any(axis=1)
     kept_scores = scores[accepted]
-    return Decoded(keypoints[accepted], kept_scores, (kept_scores * ~overlapped).sum(axis=1) / NUM_PARTS)
+    return Decoded(np.stack((kept.real, kept.imag), axis=-1), kept_scores,
+                   (kept_scores * ~overlapped).sum(axis=1) / NUM_PARTS)
 
 
 def decode_single(heatmap_scores: np.ndarray, offsets: np.ndarray, stride: int) -> Decoded:
