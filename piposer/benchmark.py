@@ -6,10 +6,7 @@ import statistics
 import time
 from pathlib import Path
 
-import cv2
-
-from .errors import PiposerError
-from .types import Frame
+from .sinks.files import read_frame
 
 
 def time_estimator(estimator, images: list[Path], repeat: int) -> dict[str, float]:
@@ -19,10 +16,7 @@ def time_estimator(estimator, images: list[Path], repeat: int) -> dict[str, floa
     """
     samples: dict[str, list[float]] = {"total": []}
     for path in images:
-        image = cv2.imread(str(path))
-        if image is None:
-            raise PiposerError(f"cannot read image {path}")
-        frame = Frame(image, 0, 0.0)
+        frame = read_frame(path)
         estimator.estimate(frame)
         for _ in range(repeat):
             t0 = time.perf_counter()

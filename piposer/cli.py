@@ -50,28 +50,26 @@ def progress(done: int, total: int, started: float) -> None:
 
 
 def cmd_image(args) -> int:
-    import cv2
-
     from .estimators import create
-    from .sinks.files import free_path, image_document, write_bytes, write_image
+    from .sinks.files import free_path, image_document, read_frame, write_bytes, write_image
     from .sinks.render import draw, parse_overlay
-    from .types import Frame
 
     overlay = parse_overlay(args.overlay)
-    estimator = create(load_config(args), running_mode="image")
+    cfg = load_config(args)
+    estimator = create(cfg, running_mode="image")
     out = Path(args.out)
     failed = 0
     for name in args.images:
-        image = cv2.imread(name)
-        if image is None:
-            print(f"piposer: error: cannot read image {name}", file=sys.stderr)
+        try:
+            frame = read_frame(name)
+        except PiposerError as exc:
+            print(f"piposer: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        frame = Frame(image, 0, time.monotonic(), time.time())
         poses = estimator.estimate(frame)
         stem = Path(name).stem
-        written = [write_image(free_path(out / f"{stem}.jpg", args.overwrite), draw(image, poses, overlay))] \
-            if overlay else []
+        annotated = draw(frame.image, poses, overlay, mirrored=cfg.model.flip_horizontal)
+        written = [write_image(free_path(out / f"{stem}.jpg", args.overwrite), annotated)] if overlay else []
         doc = image_document(name, frame, poses, estimator.model_name)
         written.append(write_bytes(free_path(out / f"{stem}.json", args.overwrite), json.dumps(doc, indent=1).encode()))
         print(f"{name}: {len(poses)} pose{'s' * (len(poses) != 1)} -> {', '.join(map(str, written))}")
@@ -88,30 +86,34 @@ def cmd_video(args) -> int:
     from .types import Frame
 
     overlay = parse_overlay(args.overlay)
-    cap = cv2.VideoCapture(args.input)
-    if not Path(args.input).is_file() or not cap.isOpened():
-        raise PiposerError(f"cannot open video {args.input}")
     cfg = load_config(args)
+    if not Path(args.input).is_file():
+        raise PiposerError(f"cannot open video {args.input}")
+    cap = cv2.VideoCapture(args.input)
+    if not cap.isOpened():
+        cap.release()
+        raise PiposerError(f"cannot open video {args.input}")
     estimator = create(cfg, running_mode="video")
     tracker = Tracker(cfg.tracking)
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     out = free_path(Path(args.out or f"{Path(args.input).stem}-poses.mp4"), args.overwrite)
     writers: list = []  # closed on every exit path: committed only after a complete run
     started, index, ok = time.monotonic(), 0, False
     try:
         if args.data:
             writers.append(PoseDataWriter(free_path(Path(args.data), args.overwrite), estimator.layout, fps))
-        video = VideoWriter(out, fps, size)
-        writers.insert(0, video)
+        video = None
         while True:
             grabbed, image = cap.read()
             if not grabbed:
                 break
+            if video is None:  # sized from the first frame: OpenCV may rotate what the header says
+                video = VideoWriter(out, fps, (image.shape[1], image.shape[0]))
+                writers.insert(0, video)
             frame = Frame(image, index, index / fps, time.time())
             poses = tracker.update(estimator.estimate(frame), frame.timestamp)
-            video.write(draw(image, poses, overlay))
+            video.write(draw(image, poses, overlay, mirrored=cfg.model.flip_horizontal))
             for writer in writers[1:]:
                 writer.publish(frame, poses)
             index += 1
@@ -222,6 +224,13 @@ def cmd_config(args) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="piposer", description="Pose estimation on the Raspberry Pi: TFLite PoseNet/BlazePose to MQTT and GPIO.")
     p.add_argument("--version", action="version", version=f"piposer {__version__}")
@@ -263,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = command("bench", cmd_bench, "time preprocess, invoke and decode on photos")
     c.add_argument("--images", help="folder of photos (default: shared coco_dev)")
-    c.add_argument("--repeat", type=int, default=10)
+    c.add_argument("--repeat", type=positive_int, default=10)
 
     c = command("config", cmd_config, "check or show the configuration (secrets masked)", model=False)
     c.add_argument("action", choices=("check", "show"))
@@ -279,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except PiposerError as exc:
         print(f"piposer: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output folder that cannot be made, a full disk: name the file
+        print(f"piposer: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

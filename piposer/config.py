@@ -7,6 +7,7 @@ turns TOML tables into them, naming the bad key and the allowed values when some
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 import os
 import tomllib
@@ -75,6 +76,8 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         return dict(value)
     if hint is Any:
         return value
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise PiposerError(f"config: {key} must be a finite number, not {value!r}")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, str, bool) and (type(value) is not hint):

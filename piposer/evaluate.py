@@ -11,12 +11,12 @@ import io
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import PiposerError
 from .tracking import oks_matrix, sigmas
-from .types import COCO17, Frame, Pose
+from .sinks.files import read_frame
+from .types import COCO17, Pose
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
@@ -41,11 +41,7 @@ def predict(estimator, annotations: Path, to_coco=None) -> list[dict]:
     meta = json.loads(annotations.read_text())
     results = []
     for im in meta["images"]:
-        path = annotations.parent / "images" / im["file_name"]
-        image = cv2.imread(str(path))
-        if image is None:
-            raise PiposerError(f"cannot read image {path}")
-        for pose in estimator.estimate(Frame(image, 0, 0.0)):
+        for pose in estimator.estimate(read_frame(annotations.parent / "images" / im["file_name"])):
             if pose.layout is not COCO17:
                 pose = to_coco(pose)
             results.append(coco_result(pose, im["id"]))

@@ -152,6 +152,11 @@ class ResolvedModel:
     path: Path
     info: ModelInfo | None
 
+    @property
+    def name(self) -> str:
+        """The manifest name, or the file name for a model given by path."""
+        return self.info.name if self.info else self.path.name
+
 
 def resolve(name_or_path: str, manifest: dict[str, ModelInfo] | None = None) -> ResolvedModel:
     """Find a model by manifest name or file path; a clear error says where it looked and how to fetch."""
@@ -191,7 +196,8 @@ def fetch(info: ModelInfo, dest: Path | None = None) -> Path:
         for how in _downloaders(source, info):
             try:
                 how(target)
-            except (OSError, subprocess.CalledProcessError, KeyError, PiposerError) as exc:
+            except (OSError, subprocess.CalledProcessError, KeyError, StopIteration, zipfile.BadZipFile,
+                    tarfile.TarError, PiposerError) as exc:
                 errors.append(f"{source.file}: {exc}")
                 continue
             return target

@@ -150,6 +150,12 @@ class Pose:
         return np.array([k.detected for k in self.keypoints], dtype=bool)
 
 
+def box_of(xy: np.ndarray, detected: np.ndarray) -> Box:
+    """The box around the detected keypoints of (K, 2) positions (around all of them if none is detected)."""
+    span = xy[detected] if detected.any() else xy
+    return Box(*(float(v) for v in (*span.min(axis=0), *span.max(axis=0))))
+
+
 def make_pose(
     layout: Layout,
     xy: np.ndarray,
@@ -166,8 +172,7 @@ def make_pose(
     """
     width, height = image_size
     detected = scores >= keypoint_threshold
-    span = xy[detected] if detected.any() else xy
-    box = Box(*(float(v) for v in (*span.min(axis=0), *span.max(axis=0))))
+    box = box_of(xy, detected)
     # one bulk conversion to Python floats instead of one per value (this runs for every pose of every frame)
     columns = [xy[:, 0], xy[:, 1], xy[:, 0] / width, xy[:, 1] / height, scores, detected]
     none = [None] * len(layout.keypoints)

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import DATA, MODELS
 from piposer.errors import PiposerError
+from piposer.evaluate import oks
 from piposer.estimators import ModelSettings
 from piposer.estimators.blazepose import BlazePoseEstimator, BlazePoseSettings, to_coco17
 from piposer.types import BLAZEPOSE33, COCO17, Frame
@@ -18,7 +19,6 @@ from piposer.types import BLAZEPOSE33, COCO17, Frame
 TESTDATA = DATA / "tflite_pose_testdata"
 COCO_DEV = DATA / "coco_dev"
 VIDEO = DATA / "video"
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10
 
 
 def estimator(name="blazepose-full", **settings) -> BlazePoseEstimator:
@@ -66,13 +66,6 @@ def test_landmarks_match_the_tflite_example_truth(model, truth):
         assert coco.detected().sum() >= 15                  # heavy is unsure about image1's ears
 
 
-def oks(xy: np.ndarray, annotation: dict) -> float:
-    keypoints = np.array(annotation["keypoints"], float).reshape(17, 3)
-    labelled = keypoints[:, 2] > 0
-    d2 = ((xy - keypoints[:, :2]) ** 2).sum(axis=1)
-    return float(np.exp(-d2 / (2 * annotation["area"] * (2 * COCO_SIGMAS) ** 2))[labelled].mean())
-
-
 def test_landmarks_agree_with_coco_ground_truth():
     # OKS per single-person image measured for the full model: 0.91, 0.95, 0.90, 0.84 (heavy 0.88-0.96,
     # lite 0.76-0.95). 0.8 fails on a ROI or projection mistake of a few percent of the person's size.
@@ -83,7 +76,8 @@ def test_landmarks_agree_with_coco_ground_truth():
         (annotation,) = [a for a in data["annotations"] if a["image_id"] == image_id and a["num_keypoints"]]
         poses = est.estimate(frame(cv2.imread(str(COCO_DEV / "images" / info["file_name"]))))
         assert len(poses) == 1
-        assert oks(to_coco17(poses[0]).xy(), annotation) > 0.8, info["file_name"]
+        truth = np.array(annotation["keypoints"], float).reshape(17, 3)
+        assert oks(to_coco17(poses[0]).xy(), truth, annotation["area"]) > 0.8, info["file_name"]
 
 
 def test_pose_fields_world_landmarks_and_layout():

@@ -113,3 +113,36 @@ def test_eval_meets_the_coco_ap_target(capsys):
 def test_console_entry_point_runs_as_module():
     proc = subprocess.run([sys.executable, "-m", "piposer", "models", "verify", "posenet"], capture_output=True, text=True)
     assert proc.returncode == 0 and "posenet: ok" in proc.stdout and "sha256 ee84b06b" in proc.stdout
+
+
+def test_flip_draws_on_the_mirrored_image(tmp_path):
+    """With --flip the poses live in the mirror image, so the annotated output is the mirror image."""
+    src = DATA / "coco_dev" / "images" / "000000000785.jpg"
+    assert main(["image", str(src), "--out", str(tmp_path), "--flip"]) == 0
+    out = cv2.imread(str(tmp_path / "000000000785.jpg")).astype(float)
+    original = cv2.imread(str(src)).astype(float)
+    assert abs(out - cv2.flip(original, 1)).mean() < 0.5 * abs(out - original).mean()
+    nose = json.loads((tmp_path / "000000000785.json").read_text())["poses"][0]["keypoints"]["nose"]
+    assert main(["image", str(src), "--out", str(tmp_path / "plain")]) == 0
+    plain = json.loads((tmp_path / "plain" / "000000000785.json").read_text())["poses"][0]["keypoints"]["nose"]
+    assert nose["x"] == pytest.approx(640 - plain["x"], abs=10)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_config_numbers_are_refused(tmp_path, capsys, value):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[tracking]\nmax_age = {value}\n")
+    assert main(["config", "check", "--config", str(cfg)]) == 2
+    assert "tracking.max_age must be a finite number" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_one_line_error(capsys):
+    assert main(["image", str(IMAGE2), "--out", "/proc/piposer-cannot-write-here"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("piposer: error: ") and "/proc/piposer-cannot-write-here" in err
+
+
+def test_bench_repeat_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--repeat", "0"])
+    assert exit_.value.code == 2 and "must be at least 1, not 0" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from .. import modelstore
 from ..backend import Model, Tensor
 from ..errors import PiposerError
 from ..smoothing import LowPassFilter, OneEuroFilter, OneEuroParams
-from ..types import BLAZEPOSE33, COCO17, Box, Frame, Pose, make_pose
+from ..types import BLAZEPOSE33, COCO17, Frame, Pose, box_of, make_pose
 from . import ModelSettings
 from .roi import Roi, crop, letterbox_padding, letterbox_roi, paste, roi_from_alignment
 from .ssd import decode, remove_letterbox, sigmoid, ssd_anchors, weighted_nms
@@ -260,7 +260,7 @@ class BlazePoseEstimator:
         self.settings = settings or BlazePoseSettings()
         landmark = modelstore.resolve(self.model_settings.name)
         detector = modelstore.resolve(self.settings.detector)
-        self.model_name = landmark.info.name if landmark.info else landmark.path.name
+        self.model_name = landmark.name
         threads = self.model_settings.num_threads
         self.detector = PoseDetector(detector.path, threads)
         self.landmarker = PoseLandmarker(landmark.path, threads)
@@ -323,9 +323,6 @@ def to_coco17(pose: Pose) -> Pose:
     if pose.layout is COCO17:
         return pose
     keypoints = tuple(pose.keypoints[i] for i in COCO_FROM_BLAZEPOSE)
-    xy = np.array([(k.x, k.y) for k in keypoints])
-    detected = np.array([k.detected for k in keypoints])
-    span = xy[detected] if detected.any() else xy
-    box = Box(*(float(v) for v in (*span.min(axis=0), *span.max(axis=0))))
+    box = box_of(np.array([(k.x, k.y) for k in keypoints]), np.array([k.detected for k in keypoints]))
     world = None if pose.world is None else pose.world[COCO_FROM_BLAZEPOSE]
     return replace(pose, keypoints=keypoints, layout=COCO17, box=box, world=world)

@@ -19,7 +19,8 @@ from ..backend import Model, Tensor
 from ..errors import PiposerError
 from ..types import COCO17, Frame, Pose, make_pose
 from . import ModelSettings
-from .posenet_decoder import Decoded, decode_multiple, decode_single, sigmoid
+from .posenet_decoder import Decoded, decode_multiple, decode_single
+from .ssd import sigmoid
 
 
 @dataclass
@@ -105,7 +106,7 @@ class PoseNetEstimator:
         self.model_settings = model or ModelSettings()
         self.settings = settings or PoseNetSettings()
         resolved = self._resolve(self.model_settings.name, self.settings.output_stride)
-        self.model_name = resolved.info.name if resolved.info else resolved.path.name
+        self.model_name = resolved.name
         self.model = Model(resolved.path, self.model_settings.num_threads)
         self.outputs = Outputs.find(self.model.outputs, resolved.path)
         self.quantized_input = self.model.input.dtype == np.uint8

@@ -24,7 +24,6 @@ EDGES = np.array([
     (11, 13), (13, 15), (0, 6), (6, 8), (8, 10), (6, 12), (12, 14), (14, 16),
 ])
 NUM_PARTS = 17
-REFINE_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,6 @@ _PLAN = _traversal_plan()  # (17 * 16, 6), row root * 16 + step
 PLAN_WAVE = _PLAN[:, 1].astype(np.int8)  # small ints: numpy sorts them by radix
 PLAN_SOURCE, PLAN_TARGET, PLAN_EDGE, PLAN_BACKWARD = _PLAN[:, 2:].T.copy()  # per (root * 16 + step)
 MAX_WAVE = int(PLAN_WAVE.max())
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def part_candidates(scores: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

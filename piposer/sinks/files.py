@@ -1,4 +1,4 @@
-"""Writing results to files: one JSON document per image, per-frame pose tables, annotated video.
+"""Image files in, results out: one JSON document per image, per-frame pose tables, annotated video.
 
 Every file is written to a temporary name beside its target and renamed when complete, so an
 interrupted run leaves nothing half-written. Existing files are never overwritten unless asked:
@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -55,6 +56,14 @@ class AtomicFile:
             return self.commit()
         self.discard()
         return None
+
+
+def read_frame(path: Path | str, index: int = 0) -> Frame:
+    """An image file as a Frame; an unreadable file is a PiposerError naming it."""
+    image = cv2.imread(str(path))
+    if image is None:
+        raise PiposerError(f"cannot read image {path}")
+    return Frame(image, index, time.monotonic(), time.time())
 
 
 def write_bytes(target: Path, data: bytes) -> Path:

@@ -21,9 +21,12 @@ def parse_overlay(spec: str) -> frozenset[str]:
     return frozenset() if "none" in parts else parts
 
 
-def draw(image: np.ndarray, poses: list[Pose], overlay: frozenset[str]) -> np.ndarray:
-    """A copy of the BGR image with the poses drawn; only detected keypoints and links between them."""
-    out = image.copy()
+def draw(image: np.ndarray, poses: list[Pose], overlay: frozenset[str], mirrored: bool = False) -> np.ndarray:
+    """A copy of the BGR image with the poses drawn; only detected keypoints and links between them.
+
+    `mirrored`: the poses came from the mirrored image (`model.flip_horizontal`), so draw on that.
+    """
+    out = cv2.flip(image, 1) if mirrored else image.copy()
     scale = max(1, round(max(image.shape[:2]) / 640))
     for i, pose in enumerate(poses):
         color = PALETTE[(pose.track_id if pose.track_id is not None else i) % len(PALETTE)]
