@@ -150,14 +150,17 @@ class PoseNetEstimator:
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """BGR frame -> model input batch (RGB, scaled as the model expects, padded); returns it and the scale.
 
-        Linear interpolation unless shrinking below half size, where area averaging avoids aliasing.
+        Large frames are first halved with Gaussian pyramids (cheap, no aliasing) until at most
+        a halving is left, which linear interpolation does well.
         """
         h, w = image.shape[:2]
         in_h, in_w = self.input_size_for((h, w))
         self.model.resize_input((1, in_h, in_w, 3))
         scale = min(in_h / h, in_w / w)
         new_w, new_h = min(in_w, round(w * scale)), min(in_h, round(h * scale))
-        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR)
+        while image.shape[1] > 2 * new_w:
+            image = cv2.pyrDown(image)
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         if self.model_settings.flip_horizontal:
             resized = cv2.flip(resized, 1)
         batch = self._batch((1, in_h, in_w, 3))
