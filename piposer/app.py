@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from . import commands
 from .errors import PiposerError
 from .sinks import Sink
 from .sinks.files import write_bytes, write_image
+from .sinks.payloads import percentiles_ms
 from .sinks.render import draw
 from .sources import FrameSource, open_source
 from .systemd import Notifier
@@ -91,7 +90,10 @@ class LoopStats:
 
     def record(self, timings: dict[str, float], latency: float, done: float, people: int) -> None:
         for stage, seconds in timings.items():
-            self.stages.setdefault(stage, deque(maxlen=self.window)).append(seconds)
+            values = self.stages.get(stage)
+            if values is None:
+                values = self.stages[stage] = deque(maxlen=self.window)
+            values.append(seconds)
         self.latency.append(latency)
         self.done.append(done)
         self.frames += 1
@@ -103,16 +105,13 @@ class LoopStats:
         return (len(self.done) - 1) / (self.done[-1] - self.done[0])
 
     def as_dict(self) -> dict:
-        def ms(values, q):
-            return round(float(np.percentile(np.fromiter(values, float), q)) * 1000, 2) if values else None
-
         return {
             "frames": self.frames,
             "fps": round(self.fps(), 2),
             "people": self.people,
-            "latency_ms": {f"p{q}": ms(self.latency, q) for q in (50, 95, 99)},
-            "inference_ms": {f"p{q}": ms(self.stages.get("estimate", ()), q) for q in (50, 95)},
-            "stages_ms": {stage: ms(values, 50) for stage, values in self.stages.items()},
+            "latency_ms": percentiles_ms(self.latency, (50, 95, 99)),
+            "inference_ms": percentiles_ms(self.stages.get("estimate", ())),
+            "stages_ms": {stage: percentiles_ms(values, (50,))["p50"] for stage, values in self.stages.items()},
             "uptime_s": round(time.monotonic() - self.started, 1),
             "rss_mb": round(rss_mb(), 1),
         }
@@ -126,7 +125,8 @@ class App:
     """
 
     def __init__(self, config, *, load_config: Callable[[], object] | None = None,
-                 notifier: Notifier | None = None, log: Callable[[str], None] = print):
+                 notifier: Notifier | None = None, log: Callable[[str], None] = print,
+                 stop: threading.Event | None = None):
         self.config = config
         self.load_config = load_config
         self.notifier = notifier or Notifier()
@@ -137,12 +137,15 @@ class App:
         self.paused = False
         self.min_pose_score = self.settings.min_pose_score
         self.next_config = None
+        self.reload_reply: dict = {}  # the reload command's reply fields, for a reload that fails to open
         self.estimator = None
         self.source: FrameSource | None = None
         self.mqtt = None
+        self.rules = None
         self.sinks: list[Sink] = []
         self._commands: queue.Queue = queue.Queue()
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()
+        self._last_frame: Frame | None = None
         self._snapshot_requests: list[commands.Command] = []
         self._last_start = 0.0
 
@@ -173,9 +176,10 @@ class App:
         return self
 
     def close(self) -> None:
-        """Close sinks (outputs safe, `offline` published), then the source (camera released), then the model."""
-        parts = [*reversed(self.sinks), self.source, self.estimator]
-        self.sinks, self.mqtt, self.source, self.estimator = [], None, None, None
+        """Close the sinks in order: GPIO first (outputs safe, its final `falling` events still go out over
+        MQTT), then MQTT (`offline` published); then the source (camera released), then the model."""
+        parts = [*self.sinks, self.source, self.estimator]
+        self.sinks, self.rules, self.source, self.estimator, self._last_frame = [], None, None, None, None
         errors = []
         for part in parts:
             if part is None:
@@ -184,6 +188,7 @@ class App:
                 part.close()
             except Exception as exc:  # one broken part must not keep the others open
                 errors.append(f"{type(part).__name__}: {exc}")
+        self.mqtt = None
         if errors:
             self.log("errors while closing: " + "; ".join(errors))
 
@@ -206,7 +211,7 @@ class App:
             if now >= next_stats:
                 self.publish_stats()
                 next_stats = now + self.settings.stats_interval
-            if self.paused and not self.source.live:
+            if self.paused and not self.source.live and not self._snapshot_requests:
                 self.notifier.frame_advanced()  # deliberately idle, not stuck
                 self._stop.wait(0.1)
                 continue
@@ -219,6 +224,8 @@ class App:
                 continue
             self.notifier.frame_advanced()
             if self.paused:
+                if self._snapshot_requests:  # served from a fresh frame, which nothing else sees
+                    self._save_snapshot(frame, self._estimate(frame))
                 continue
             self._process(frame, {"read": time.monotonic() - started})
             if max_frames is not None and self.stats.frames >= max_frames:
@@ -230,7 +237,7 @@ class App:
     def _process(self, frame: Frame, timings: dict[str, float]) -> None:
         t = time.monotonic()
         timings["frame_age"] = t - frame.timestamp  # how stale the frame is when inference starts
-        poses = [p for p in self.estimator.estimate(frame) if p.score >= self.min_pose_score]
+        poses = self._estimate(frame)
         timings["estimate"] = (t1 := time.monotonic()) - t
         self.tracker.update(poses, self.source.media_time(frame))
         timings["track"] = (t := time.monotonic()) - t1
@@ -240,7 +247,11 @@ class App:
             t = t1
         if self._snapshot_requests:
             self._save_snapshot(frame, poses)
+        self._last_frame = frame
         self.stats.record(timings, t - frame.timestamp, t, len(poses))
+
+    def _estimate(self, frame: Frame) -> list[Pose]:
+        return [p for p in self.estimator.estimate(frame) if p.score >= self.min_pose_score]
 
     def _pace(self) -> None:
         """With max_fps set, wait out the rest of the frame period before taking the newest frame."""
@@ -291,8 +302,11 @@ class App:
 
     def _apply(self, cmd: commands.Command) -> None:
         reply = {"command": cmd.name, **({"id": cmd.request_id} if cmd.request_id is not None else {})}
-        if isinstance(cmd, (commands.Pause, commands.Resume)):
-            self.paused = isinstance(cmd, commands.Pause)
+        if isinstance(cmd, (commands.Pause, commands.Resume, commands.TogglePause)):
+            pause = not self.paused if isinstance(cmd, commands.TogglePause) else isinstance(cmd, commands.Pause)
+            if pause and not self.paused:
+                self._pause_sinks()
+            self.paused = pause
             self.event("paused" if self.paused else "resumed", **reply)
             self.publish_stats()
         elif isinstance(cmd, commands.Snapshot):
@@ -311,7 +325,18 @@ class App:
         except PiposerError as exc:  # keep running on the old config
             self.event("command_failed", **reply, error=str(exc))
             return
+        self.reload_reply = reply
         self.event("reloading", **reply)
+
+    def _pause_sinks(self) -> None:
+        """Pausing leaves nobody detected: GPIO outputs go to their safe values at once (active rules report
+        `falling` with reason "paused") and MQTT gets one empty frame, so `state` does not keep showing
+        whoever was there when the model stopped."""
+        for sink in self.sinks:
+            if sink is self.rules:
+                sink.release("paused")
+            elif self._last_frame is not None:
+                sink.publish(self._last_frame, [])
 
     def _set_thresholds(self, cmd: commands.SetThresholds, reply: dict) -> None:
         """Keypoint threshold: the estimator's shared [model] setting; pose threshold: the loop's filter."""
@@ -354,8 +379,9 @@ class App:
         if cfg.rules or cfg.outputs or cfg.button:
             from .gpio import RulesSink
 
-            sinks.append(RulesSink(cfg.rules, cfg.outputs, button=cfg.button, on_event=self.event,
-                                   on_request=self._request))
+            self.rules = RulesSink(cfg.rules, cfg.outputs, button=cfg.button, on_event=self.event,
+                                   on_request=self._request)
+            sinks.append(self.rules)
         mqtt = cfg.mqtt
         if mqtt.enabled:
             from .sinks.mqtt import MqttSink
@@ -370,21 +396,23 @@ class App:
         return sinks
 
     def _request(self, name: str) -> None:
-        """The GPIO button asks for pause/resume/snapshot (from gpiozero's thread)."""
-        self.command(commands.COMMANDS[name]())
+        """The GPIO button asks for "toggle" (pause or resume, decided by the loop) or "snapshot" (from gpiozero's thread)."""
+        self.command(commands.TogglePause() if name == "toggle" else commands.COMMANDS[name]())
 
 
 def run(config, *, load_config: Callable[[], object] | None = None, max_frames: int | None = None,
         log: Callable[[str], None] = print) -> int:
     """Run the appliance until SIGTERM/SIGINT or the end of the input; SIGHUP or a `reload` command re-reads
-    the config via `load_config`. Returns the process exit code (0 on a clean stop)."""
+    the config via `load_config`. A reloaded config that cannot be opened (missing model or password file,
+    busy camera) is reported as `command_failed` and the previous one is reopened. Returns the process exit
+    code (0 on a clean stop)."""
     notifier = Notifier()
+    stop = threading.Event()  # shared by every App, so a SIGTERM while one closes and the next opens is kept
     current: App | None = None
 
     def on_stop(signum, _frame):
         log(f"received {signal.Signals(signum).name}, shutting down")
-        if current is not None:
-            current.stop()
+        stop.set()
 
     def on_hup(_signum, _frame):
         if current is not None:
@@ -392,16 +420,32 @@ def run(config, *, load_config: Callable[[], object] | None = None, max_frames: 
 
     handlers = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGHUP: on_hup}
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    fallback, failed = None, None  # the config before a reload, and the reload's failure to report
     try:
-        while True:
-            current = App(config, load_config=load_config, notifier=notifier, log=log)
-            with current:
+        while not stop.is_set():
+            current = App(config, load_config=load_config, notifier=notifier, log=log, stop=stop)
+            try:
+                current.open()
+            except PiposerError as exc:
+                if fallback is None:
+                    raise
+                log(f"reloaded config cannot be opened ({exc}); going back to the previous one")
+                config, fallback, failed = fallback, None, {**failed_reply, "error": f"reload: {exc}"}
+                continue
+            try:
+                if failed is not None:
+                    current.event("command_failed", **failed)
+                    failed = None
                 reason = current.run(max_frames=max_frames)
                 log(f"loop {reason} after {current.stats.frames} frames: {json.dumps(current.stats_dict())}")
                 (notifier.reloading if reason == "reload" else notifier.stopping)()
+            finally:
+                current.close()
             if reason != "reload":
                 return 0
-            config = current.next_config
+            fallback, failed_reply, config = config, current.reload_reply, current.next_config
+        notifier.stopping()
+        return 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -47,6 +47,13 @@ class Resume(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TogglePause(Command):
+    """`pause` when running, `resume` when paused: what the GPIO button asks for (not an MQTT command)."""
+
+    name: ClassVar[str] = "toggle"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Snapshot(Command):
     """Save the next frame (with its poses drawn) where the app keeps snapshots."""
 

@@ -154,9 +154,9 @@ class RulesSink:
     """Runs the rules on every frame and drives the outputs; reports edges through `on_event`.
 
     `on_event("rule", rule=, edge="rising"|"falling", person=)` is called on every edge (and, with
-    `reason="stopped"`, for each rule still active when the sink closes), and
-    `on_event("rule_error", rule=, error=)` when a rule fails and is disabled; `on_request("pause" |
-    "resume" | "snapshot")` when the button asks (from gpiozero's thread). `pin_factory` is passed to
+    `reason="stopped"` or `"paused"`, for each rule still active when the sink closes or is released), and
+    `on_event("rule_error", rule=, error=)` when a rule fails and is disabled; `on_request("toggle" |
+    "snapshot")` when the button asks (from gpiozero's thread). `pin_factory` is passed to
     every gpiozero device (a MockFactory in tests); `clock` times the rules.
     """
 
@@ -178,7 +178,6 @@ class RulesSink:
         self.on_request = on_request
         self.outputs: dict[str, Output] = {}
         self.button = None
-        self.paused = False
         self.followers: dict[tuple[str, str], Follower] = {}
         self.hold_outputs = {a.output for r in rules for a in r.actions if a.mode == "hold"}
         self._closed = False
@@ -279,13 +278,24 @@ class RulesSink:
         return button
 
     def _request(self, action: str) -> None:
-        if action == "none":
+        """Pass the button's action on; "pause" becomes "toggle", since only the app knows whether it is paused
+        (MQTT may have paused or resumed it since the last press)."""
+        if action == "none" or self.on_request is None:
             return
-        if action == "pause":
-            self.paused = not self.paused
-            action = "pause" if self.paused else "resume"
-        if self.on_request is not None:
-            self.on_request(action)
+        self.on_request("toggle" if action == "pause" else action)
+
+    def release(self, reason: str) -> None:
+        """Every output to its safe value now and every rule back to inactive, reporting a final `falling`
+        event with `reason` for each rule that was active (the app pauses with "paused")."""
+        for out in self.outputs.values():
+            try:
+                out.make_safe()
+            except Exception:
+                log.exception("could not set output %r to its safe value", out.settings.name)
+        for rule, person in self.engine.active():  # subscribers should not wait for a falling edge forever
+            self._emit("rule", rule=rule, edge="falling", person=person, reason=reason)
+        self.engine.reset()
+        self.followers.clear()
 
     def close(self) -> None:
         """Every output to its safe value, then release the pins. Safe to call twice or after a
@@ -294,13 +304,7 @@ class RulesSink:
             return
         self._closed = True
         atexit.unregister(self.close)
-        for out in self.outputs.values():
-            try:
-                out.make_safe()
-            except Exception:
-                log.exception("could not set output %r to its safe value", out.settings.name)
-        for rule, person in self.engine.active():  # subscribers should not wait for a falling edge forever
-            self._emit("rule", rule=rule, edge="falling", person=person, reason="stopped")
+        self.release("stopped")
         devices = [out.device for out in self.outputs.values()]
         if self.button is not None:
             devices.append(self.button)

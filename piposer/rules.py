@@ -576,6 +576,12 @@ class RulesEngine:
                 failed.append((rule.settings, message))
         return outcomes, failed
 
+    def reset(self) -> None:
+        """Forget every rule's timing state (edges start afresh), keeping disabled rules disabled."""
+        for rule in self.rules:
+            rule.triggers.clear()
+            rule.tests.clear()  # `held` timers live in the compiled tests
+
     def disable(self, name: str, message: str) -> None:
         """Stop evaluating rule `name` (it failed with `message`); its persons no longer count as active."""
         self.errors[name] = message

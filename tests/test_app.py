@@ -22,7 +22,7 @@ from conftest import DATA, ROOT
 from piposer import commands, config
 from piposer.app import App, run
 from piposer.errors import PiposerError
-from piposer.gpio import OutputSettings
+from piposer.gpio import ButtonSettings, OutputSettings
 from piposer.rules import ActionSettings, Condition, RuleSettings, Zone
 from piposer.sinks.mqtt import MqttSettings
 from piposer.systemd import Notifier
@@ -306,3 +306,142 @@ def test_sighup_reloads_the_config_in_process(tmp_path):
     assert ends == ["loop reload", "loop finished"], lines
     assert any(line.startswith("event reloading:") for line in lines)
     assert {sig: signal.getsignal(sig) for sig in before} == before  # handlers restored
+
+
+def lamp_config(broker, device_id: str, **rule):
+    """room_pair.mp4 with a lamp held on while anyone is in the picture, and MQTT on the test broker."""
+    mqtt = MqttSettings(host=broker.host, port=broker.port, device_id=device_id, discovery=False, qos=1)
+    cfg = make_config(mqtt=mqtt)
+    cfg.outputs = [OutputSettings(name="lamp", kind="led", pin=17)]
+    cfg.rules = [RuleSettings(name="anyone", actions=[ActionSettings(output="lamp")],
+                              when=Condition(zone=Zone(keypoint="nose", rect=[0.0, 0.0, 1.0, 1.0])), **rule)]
+    return cfg
+
+
+def rule_events(sub, topic: str, count: int) -> list[dict]:
+    found = sub.wait_for(topic, count, where=lambda m: m.json()["event"] == "rule")
+    return [{k: v for k, v in m.json().items() if k != "timestamp"} for m in found]
+
+
+def test_final_falling_edge_on_close_reaches_mqtt_before_offline(broker, monkeypatch):
+    factory = MockFactory()
+    monkeypatch.setattr(Device, "pin_factory", factory)
+    with Subscriber(broker, "piposer/bye/#") as sub:
+        with App(lamp_config(broker, "bye"), log=lambda _: None) as app:
+            assert app.run(max_frames=3) == "finished"
+            assert factory.pin(17).state is True
+        assert rule_events(sub, "piposer/bye/events", 2) == [
+            {"event": "rule", "rule": "anyone", "edge": "rising", "person": None},
+            {"event": "rule", "rule": "anyone", "edge": "falling", "person": None, "reason": "stopped"},
+        ]
+        assert sub.wait_for("piposer/bye/availability", 2)[-1].payload == b"offline"
+    assert factory.pin(17).state is False
+
+
+def test_pause_makes_outputs_safe_and_a_snapshot_still_works(broker, monkeypatch, tmp_path):
+    """A rule with a long release delay holds the lamp; pausing turns it off at once, says nobody is there,
+    and a snapshot asked for while paused is taken from a fresh frame."""
+    factory = MockFactory()
+    monkeypatch.setattr(Device, "pin_factory", factory)
+    cfg = lamp_config(broker, "nap", release_after=600.0)
+    cfg.loop.snapshot_dir = str(tmp_path / "snaps")
+    with Subscriber(broker, "piposer/nap/#") as sub:
+        with App(cfg, log=lambda _: None) as app:
+            assert app.run(max_frames=3) == "finished"
+            assert factory.pin(17).state is True
+            app.command(commands.Pause(request_id="p"))
+            app.command(commands.Snapshot(request_id="s"))
+            threading.Timer(1.0, app.stop).start()
+            assert app.run() == "stopped"
+            lamp_while_paused = factory.pin(17).state
+            assert app.stats.frames == 3  # nothing processed while paused
+        events = rule_events(sub, "piposer/nap/events", 2)
+        snapshot = sub.wait_for("piposer/nap/events", where=lambda m: m.json()["event"] == "snapshot")[0].json()
+        states = [m.json()["people"] for m in sub.wait_for("piposer/nap/state", 2)]
+    assert lamp_while_paused is False
+    assert events == [
+        {"event": "rule", "rule": "anyone", "edge": "rising", "person": None},
+        {"event": "rule", "rule": "anyone", "edge": "falling", "person": None, "reason": "paused"},
+    ]  # and no second "stopped" falling edge: the rule was released
+    assert states == [2, 0]
+    assert snapshot["id"] == "s" and snapshot["people"] == 2
+    (jpg,) = (tmp_path / "snaps").glob("*.jpg")
+    assert jpg.name.endswith("-3.jpg")  # the frame after the 3 processed ones
+
+
+def test_button_resumes_after_an_mqtt_pause(monkeypatch):
+    factory = MockFactory()
+    monkeypatch.setattr(Device, "pin_factory", factory)
+    cfg = make_config()
+    cfg.button = ButtonSettings(pin=4, bounce_time=0)
+    lines: list[str] = []
+    with App(cfg, log=lines.append) as app:
+        assert app.run(max_frames=1) == "finished"
+        app.command(commands.Pause())  # as the MQTT thread would
+        factory.pin(4).drive_low()
+        factory.pin(4).drive_high()  # a short press
+        guard = threading.Timer(10.0, app.stop)
+        guard.start()
+        try:
+            assert app.run(max_frames=3) == "finished"  # resumed: frames are processed again
+        finally:
+            guard.cancel()
+    assert not app.paused
+    assert [line.split(":")[0] for line in lines if line.startswith("event ")] == ["event paused", "event resumed"]
+
+
+def run_with_timers(cfg, load, timers: list[tuple[float, int]], lines: list[str], **kwargs) -> int:
+    """`run()` in this (main) thread with signals sent to this process after the given delays."""
+    pending = [threading.Timer(delay, os.kill, (os.getpid(), sig)) for delay, sig in timers]
+    for timer in pending:
+        timer.start()
+    try:
+        return run(cfg, load_config=load, log=lines.append, **kwargs)
+    finally:
+        for timer in pending:
+            timer.cancel()
+
+
+def looping_stills():
+    cfg = make_config(str(DATA / "tflite_pose_testdata"))
+    cfg.source.loop = True
+    return cfg
+
+
+def test_reload_that_cannot_open_goes_back_to_the_previous_config(tmp_path):
+    """A reloaded file that validates but cannot open (its video is missing) is reported; the old config keeps running."""
+    reloaded = tmp_path / "config.toml"
+    reloaded.write_text(f'[source]\nsource = "{tmp_path / "gone.mp4"}"\n[mqtt]\nenabled = false\n')
+    lines: list[str] = []
+    code = run_with_timers(looping_stills(), lambda: config.load(reloaded),
+                           [(1.0, signal.SIGHUP), (3.0, signal.SIGTERM)], lines)
+    assert code == 0
+    ends = [line.split(" after ")[0] for line in lines if line.startswith("loop ")]
+    assert ends == ["loop reload", "loop stopped"], lines  # before the fix: PiposerError, exit 2
+    (failed,) = [json.loads(line.split(": ", 1)[1]) for line in lines if line.startswith("event command_failed")]
+    assert failed["command"] == "reload" and "gone.mp4" in failed["error"]
+
+
+def test_sigterm_while_reloading_is_not_lost(tmp_path):
+    """SIGTERM arriving after one App stopped for a reload and before the next one runs still stops the service."""
+    reloaded = tmp_path / "config.toml"
+    reloaded.write_text(f'[source]\nsource = "{DATA / "tflite_pose_testdata"}"\nloop = true\n[mqtt]\nenabled = false\n')
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("loop reload"):  # the old App has stopped and is about to close
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGHUP))
+    guard = threading.Timer(15.0, os.kill, (os.getpid(), signal.SIGINT))  # fails the test rather than hanging
+    timer.start()
+    guard.start()
+    try:
+        code = run(looping_stills(), load_config=lambda: config.load(reloaded), log=log)
+    finally:
+        timer.cancel()
+        guard.cancel()
+    assert code == 0
+    assert "received SIGINT, shutting down" not in lines
+    assert [line.split(" after ")[0] for line in lines if line.startswith("loop ")] == ["loop reload"]

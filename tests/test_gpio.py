@@ -318,7 +318,7 @@ def test_wiring_errors_name_the_culprit(factory, table, message):
         sink(table, factory)
 
 
-def test_button_press_toggles_pause_and_hold_takes_a_snapshot(factory):
+def test_button_press_asks_for_a_toggle_and_hold_takes_a_snapshot(factory):
     table = "[button]\npin = 4\nhold_time = 0.1\nbounce_time = 0"
     requests = []
     s = sink(table, factory, on_request=requests.append)
@@ -332,7 +332,7 @@ def test_button_press_toggles_pause_and_hold_takes_a_snapshot(factory):
         time.sleep(0.01)
     pin.drive_high()
     s.close()
-    assert requests == ["pause", "resume", "snapshot"]
+    assert requests == ["toggle", "toggle", "snapshot"]  # the app knows whether it is paused
 
 
 def test_outputs_go_safe_at_exit_after_sigterm_or_a_crash(tmp_path):

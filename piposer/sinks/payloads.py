@@ -41,12 +41,13 @@ def event_payload(kind: str, fields: dict) -> dict:
     return {"event": kind, "timestamp": round(time.time(), 3), **fields}
 
 
-def percentiles_ms(seconds: list[float]) -> dict:
-    """p50/p95 of durations given in seconds, in milliseconds (None when there were none)."""
+def percentiles_ms(seconds, qs: tuple[int, ...] = (50, 95)) -> dict:
+    """Percentiles `qs` of durations given in seconds, in milliseconds, as {"p50": ..., "p95": ...}
+    (None when there were none)."""
     if not seconds:
-        return {"p50": None, "p95": None}
-    p50, p95 = np.percentile(np.asarray(seconds) * 1000.0, [50, 95])
-    return {"p50": round(float(p50), 2), "p95": round(float(p95), 2)}
+        return {f"p{q}": None for q in qs}
+    values = np.percentile(np.fromiter(seconds, float) * 1000.0, qs)
+    return {f"p{q}": round(float(v), 2) for q, v in zip(qs, values)}
 
 
 def cpu_temperature(path: Path = THERMAL_ZONE) -> float | None:
