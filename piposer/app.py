@@ -355,7 +355,8 @@ class App:
         stem = stem.with_name(f"{stem.name}-{frame.index}")
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            write_image(stem.with_suffix(".jpg"), draw(frame.image, poses, SNAPSHOT_OVERLAY))
+            image = draw(frame.image, poses, SNAPSHOT_OVERLAY, mirrored=self.config.model.flip_horizontal)
+            write_image(stem.with_suffix(".jpg"), image)
             write_bytes(stem.with_suffix(".json"), json.dumps([pose_to_dict(p) for p in poses]).encode())
         except (OSError, PiposerError) as exc:
             for cmd in requests:

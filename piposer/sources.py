@@ -256,6 +256,8 @@ class FrameSource:
 
     def events(self) -> list[SourceEvent]:
         """Outage events since the last call (thread-safe: the capture thread adds them)."""
+        if not self._events:  # the usual case, checked every loop pass: no lock, no new deque
+            return []
         with self._lock:
             events, self._events = list(self._events), deque()
         return events
@@ -333,6 +335,7 @@ class LiveFeed(FrameSource):
         self._fresh = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.close_timeout = 5.0
 
     def start(self) -> None:
         super().start()
@@ -350,15 +353,25 @@ class LiveFeed(FrameSource):
         return self._frame(image, captured, wall)
 
     def close(self) -> None:
+        """Stop the capture thread, which closes the device as it ends. A thread still stuck in a device
+        read after `close_timeout` (a stalled stream) is left to close it when the read returns: closing
+        under a running read can crash the capture library."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        self.device.close()
+            self._thread.join(timeout=self.close_timeout)
+        if self._thread is None or not self._thread.is_alive():
+            self.device.close()
 
     def stats(self) -> dict:
         return {**super().stats(), "dropped": self.dropped}
 
     def _capture(self) -> None:
+        try:
+            self._capture_until_stopped()
+        finally:
+            self._safe_close()
+
+    def _capture_until_stopped(self) -> None:
         delay, is_open = self.reopen_min, True
         while not self._stop.is_set():
             if not is_open:

@@ -206,3 +206,19 @@ def test_auto_without_any_camera_says_what_it_tried(monkeypatch, video_frames):
         open_source(SourceSettings(), **QUIET)
     with pytest.raises(PiposerError, match="source = 'picamera2': python3-picamera2 is not installed"):
         open_source(SourceSettings(source="picamera2"), **QUIET)
+
+
+def test_close_leaves_a_stalled_camera_to_the_capture_thread(monkeypatch, video_frames):
+    """A read stuck in the device (stalled stream) must not have the device closed under it; the capture
+    thread closes it once the read returns."""
+    cam = fake_picamera2.install(monkeypatch, video_frames, interval=0.01)
+    source = open_source(SourceSettings(source="picamera2"), **QUIET)
+    assert source.read(timeout=5) is not None
+    cam.stall.set()
+    time.sleep(0.1)  # the capture thread is now blocked inside capture_array
+    source.close_timeout = 0.2
+    source.close()
+    camera = cam.instances[0]
+    assert not camera.closed
+    cam.stall.clear()
+    wait_for(lambda: camera.closed, timeout=5)
