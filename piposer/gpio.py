@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import atexit
 import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Literal
 
 from .errors import PiposerError
-from .rules import ActionSettings, Follower, Outcome, RuleSettings, RulesEngine, check_unique_names
+from .rules import NAME, ActionSettings, Follower, Outcome, RuleSettings, RulesEngine, check_unique_names
 from .types import Frame, Pose
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ class OutputSettings:
     frequency: int | None = None
 
     def __post_init__(self):
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
+        if not NAME.fullmatch(self.name):
             raise ValueError(f"outputs: every output needs a name of letters, digits, _ or - (got {self.name!r})")
         where = f"output '{self.name}'"
         _check_pin(where, self.pin)

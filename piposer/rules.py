@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 KEYPOINT_NAMES = frozenset(name for layout in LAYOUTS.values() for name in layout.keypoints)
 RELATIONS = ("above", "below", "left_of", "right_of")
+NAME = re.compile(r"[A-Za-z0-9_-]+")  # rule and output names: safe in topics, logs and TOML
 
 
 @dataclass
@@ -128,7 +129,7 @@ class RuleSettings:
     actions: list[ActionSettings] = field(default_factory=list)
 
     def __post_init__(self):
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
+        if not NAME.fullmatch(self.name):
             raise ValueError(f"rules: every rule needs a name of letters, digits, _ or - (got {self.name!r})")
         where = f"rule '{self.name}'"
         _check_range(f"{where}: min_score", self.min_score, 0.0, 1.0)

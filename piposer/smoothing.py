@@ -47,9 +47,6 @@ class LowPassFilter:
         self.raw = value
         return self.value.copy()
 
-    def reset(self) -> None:
-        self.value = self.raw = None
-
 
 class OneEuroFilter:
     """One-Euro filter over an array of values sharing one timestamp per call."""

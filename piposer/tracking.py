@@ -64,7 +64,6 @@ class Track:
     seen: np.ndarray
     area: float
     last_seen: float
-    hits: int = 1
 
 
 class Tracker:
@@ -119,7 +118,6 @@ class Tracker:
         track.seen = seen | track.seen
         track.area = pose.box.area
         track.last_seen = timestamp
-        track.hits += 1
         pose.track_id = track.id
 
     def _start(self, pose: Pose, timestamp: float) -> None:

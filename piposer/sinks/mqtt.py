@@ -165,7 +165,6 @@ class MqttSink:
         self._stopping = threading.Event()
         self._ever_connected = False
         self._answered = False  # whether the broker answered the current connection attempt
-        self._started_at = clock()
         self._sender: threading.Thread | None = None
         self._client = self._make_client(settings.resolve_password())
 
@@ -212,13 +211,12 @@ class MqttSink:
         self._outbox.put_event(Message(self.topics["events"], encode(event_payload(kind, fields)), self.settings.qos))
 
     def publish_stats(self, stats: dict) -> None:
-        """Queue the `stats` message: the app's figures, plus CPU temperature and uptime unless the app gave
-        them, plus the sink's own under `mqtt` (drops, messages lost with the connection, latency)."""
+        """Queue the `stats` message: the app's figures, plus the CPU temperature unless the app gave it, plus
+        the sink's own under `mqtt` (drops, messages lost with the connection, latency)."""
         latencies = list(self._latencies)
         self._latencies.clear()
         message = {
             "cpu_temp_c": cpu_temperature(),
-            "uptime_s": round(self.clock() - self._started_at, 1),
             **stats,
             "mqtt": {
                 "queue_drops": self.queue_drops,
