@@ -44,7 +44,7 @@ class SourceSettings:
     lores_height: int = 0
     loop: bool = False
     reopen_min: float = 0.5
-    reopen_max: float = 30.0
+    reopen_max: float = 10.0  # well below the service's WatchdogSec (30 s): several attempts before a restart
 
     def __post_init__(self):
         if isinstance(self.source, int) and self.source < 0:
@@ -324,7 +324,7 @@ class LiveFeed(FrameSource):
     (reopen_min doubling up to reopen_max), recording the outage.
     """
 
-    def __init__(self, device: Device, reopen_min: float = 0.5, reopen_max: float = 30.0):
+    def __init__(self, device: Device, reopen_min: float = 0.5, reopen_max: float = 10.0):
         super().__init__(device)
         self.reopen_min = reopen_min
         self.reopen_max = reopen_max

@@ -141,3 +141,13 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=piposer", "SupplementaryGroups=video gpio",
                 "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes"):
         assert key in text
+
+
+def test_camera_reopen_backoff_fits_inside_the_watchdog():
+    """The capture thread's longest wait between reopen attempts must leave room for several attempts
+    before systemd's watchdog (fed only while frames arrive) restarts the service."""
+    from piposer.sources import SourceSettings
+
+    unit = (ROOT / "deploy" / "piposer.service").read_text()
+    (watchdog,) = [float(line.split("=", 1)[1]) for line in unit.splitlines() if line.startswith("WatchdogSec=")]
+    assert SourceSettings().reopen_max * 2 < watchdog
