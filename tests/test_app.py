@@ -278,7 +278,8 @@ def test_short_soak_through_the_whole_loop():
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
     assert summary["frames"] == 40 and summary["mqtt_poses_received"] == 40
-    assert summary["rss_end_mb"] > 0 and summary["fps"] > 0
+    assert summary["rss_growth_mb"] < 10 and summary["rss_after_open_mb"] > 0
+    assert summary["fps"] > 0 and "target < 10 MB: OK" in result.stdout
 
 
 def test_sighup_reloads_the_config_in_process(tmp_path):
