@@ -397,7 +397,8 @@ class App:
         return sinks
 
     def _request(self, name: str) -> None:
-        """The GPIO button asks for "toggle" (pause or resume, decided by the loop) or "snapshot" (from gpiozero's thread)."""
+        """The GPIO button (from gpiozero's thread) asks for "toggle", which the loop turns into pause or
+        resume from its own state, or for "snapshot"."""
         self.command(commands.TogglePause() if name == "toggle" else commands.COMMANDS[name]())
 
 

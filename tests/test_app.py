@@ -410,7 +410,8 @@ def looping_stills():
 
 
 def test_reload_that_cannot_open_goes_back_to_the_previous_config(tmp_path):
-    """A reloaded file that validates but cannot open (its video is missing) is reported; the old config keeps running."""
+    """A reloaded file that validates but cannot open (its video is missing) is reported as command_failed,
+    and the old config keeps running."""
     reloaded = tmp_path / "config.toml"
     reloaded.write_text(f'[source]\nsource = "{tmp_path / "gone.mp4"}"\n[mqtt]\nenabled = false\n')
     lines: list[str] = []
