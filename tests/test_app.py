@@ -447,3 +447,15 @@ def test_sigterm_while_reloading_is_not_lost(tmp_path):
     assert code == 0
     assert "received SIGINT, shutting down" not in lines
     assert [line.split(" after ")[0] for line in lines if line.startswith("loop ")] == ["loop reload"]
+
+
+def test_snapshot_is_drawn_on_the_mirrored_image_with_flip_horizontal(tmp_path, camera_frames):
+    cfg = make_config(snapshot_dir=str(tmp_path / "snaps"))
+    cfg.model.flip_horizontal = True
+    with App(cfg, log=lambda _: None) as app:
+        app.command(commands.Snapshot())
+        assert app.run(max_frames=1) == "finished"
+    (jpg,) = (tmp_path / "snaps").glob("*.jpg")
+    corner = cv2.imread(str(jpg))[:120, :120].astype(float)  # no one stands in the top-left corner
+    mirrored, plain = cv2.flip(camera_frames[0], 1)[:120, :120], camera_frames[0][:120, :120]
+    assert abs(corner - mirrored).mean() < 4 < abs(corner - plain).mean()
