@@ -55,7 +55,7 @@ soak: venv test-deps
 SSH_PORT ?= 22
 SSH_OPTS ?= -p $(SSH_PORT) $(if $(SSH_KEY),-i $(SSH_KEY) -o IdentitiesOnly=yes) -o StrictHostKeyChecking=accept-new
 REMOTE_DIR ?= piposer-src
-DEPLOY_ENV = $(if $(DEPLOY_PREFIX),PIPOSER_PREFIX=$(DEPLOY_PREFIX)) $(foreach v,PIPOSER_SKIP_APT PIPOSER_SKIP_SYSTEMD PIPOSER_SKIP_MODEL PIPOSER_WITH_MOSQUITTO PIPOSER_MODEL,$(if $($(v)),$(v)=$($(v))))
+DEPLOY_ENV = $(if $(DEPLOY_PREFIX),PIPOSER_PREFIX=$(DEPLOY_PREFIX)) $(foreach v,PIPOSER_SKIP_APT PIPOSER_SKIP_SYSTEMD PIPOSER_SKIP_MODEL PIPOSER_WITH_MOSQUITTO PIPOSER_MODEL PIPOSER_LITERT,$(if $($(v)),$(v)=$($(v))))
 RSYNC_EXCLUDES := .git .venv .bench-venv __pycache__ '*.egg-info' .pytest_cache .hypothesis out build
 
 deploy:
