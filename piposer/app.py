@@ -423,6 +423,7 @@ def run(config, *, load_config: Callable[[], object] | None = None, max_frames: 
     handlers = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGHUP: on_hup}
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     fallback, failed = None, None  # the config before a reload, and the reload's failure to report
+    failed_reply: dict = {}  # the reload command's reply fields, echoed in its failure
     try:
         while not stop.is_set():
             current = App(config, load_config=load_config, notifier=notifier, log=log, stop=stop)

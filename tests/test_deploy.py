@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import os
 import shutil
 import socket
 import subprocess

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from piposer.estimators import ModelSettings
-from piposer.estimators.posenet import PoseNetEstimator, PoseNetSettings, heatmap_scores
+from piposer.estimators.posenet import PoseNetEstimator, heatmap_scores
 from piposer.estimators.posenet_decoder import decode_multiple, decode_single, part_candidates
 from posenet_reference import decode_multiple_reference
 

@@ -8,7 +8,7 @@ mid-offset tensor) all work. The output stride is derived from the tensor shapes
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
