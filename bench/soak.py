@@ -28,7 +28,8 @@ os.environ.setdefault("PIPOSER_MODEL_DIR", f"{SHARED / 'models'}:{SHARED / 'mode
 import paho.mqtt.client as paho  # noqa: E402
 from broker import Broker  # noqa: E402
 from piposer import config  # noqa: E402
-from piposer.app import App, rss_mb  # noqa: E402
+from piposer.runtime.controller import App  # noqa: E402
+from piposer.runtime.pipeline import rss_mb  # noqa: E402
 from piposer.sinks.mqtt import MqttSettings  # noqa: E402
 
 

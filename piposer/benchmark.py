@@ -6,21 +6,24 @@ import statistics
 import time
 from pathlib import Path
 
-from .sinks.files import read_frame
+from .runtime.pipeline import Pipeline
+from .sources import read_frame
 
 
 def time_estimator(estimator, images: list[Path], repeat: int) -> dict[str, float]:
-    """Median seconds per stage (the estimator's `timings` keys) and in total, over `repeat` runs per image.
+    """Median seconds per stage (the estimator's `timings` keys) and in total through the pipeline (what every
+    command runs), over `repeat` runs per image.
 
     Each image runs `repeat` times in a row after one warm-up, as a camera stream would (same input size).
     """
     samples: dict[str, list[float]] = {"total": []}
+    pipeline = Pipeline(estimator)
     for path in images:
         frame = read_frame(path)
-        estimator.estimate(frame)
+        pipeline.process(frame)
         for _ in range(repeat):
             t0 = time.perf_counter()
-            estimator.estimate(frame)
+            pipeline.process(frame)
             samples["total"].append(time.perf_counter() - t0)
             for stage, seconds in estimator.timings.items():
                 samples.setdefault(stage, []).append(seconds)

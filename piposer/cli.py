@@ -34,106 +34,73 @@ def load_config(args):
     return cfg
 
 
-def progress(done: int, total: int, started: float) -> None:
-    """A one-line progress bar on stderr for long jobs (only when stderr is a terminal)."""
-    if not sys.stderr.isatty():
-        return
-    fps = done / max(time.monotonic() - started, 1e-9)
-    if total > 0:
-        filled = int(30 * done / total)
-        bar = "#" * filled + "-" * (30 - filled)
-        eta = (total - done) / fps if fps else 0
-        sys.stderr.write(f"\r[{bar}] {done}/{total} frames  {fps:5.1f} fps  eta {eta:4.0f} s ")
-    else:
-        sys.stderr.write(f"\r{done} frames  {fps:5.1f} fps ")
-    sys.stderr.flush()
-
-
 def cmd_image(args) -> int:
     from .estimators import create
-    from .sinks.files import free_path, image_document, read_frame, write_bytes, write_image
+    from .runtime.pipeline import Pipeline
+    from .sinks.files import free_path, image_document, write_bytes, write_image
     from .sinks.render import draw, parse_overlay
+    from .sources import read_frame
 
     overlay = parse_overlay(args.overlay)
     cfg = load_config(args)
-    estimator = create(cfg, running_mode="image")
     out = Path(args.out)
     failed = 0
-    for name in args.images:
-        try:
-            frame = read_frame(name)
-        except PiposerError as exc:
-            print(f"piposer: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        poses = estimator.estimate(frame)
-        stem = Path(name).stem
-        annotated = draw(frame.image, poses, overlay, mirrored=cfg.model.flip_horizontal)
-        written = [write_image(free_path(out / f"{stem}.jpg", args.overwrite), annotated)] if overlay else []
-        doc = image_document(name, frame, poses, estimator.model_name)
-        written.append(write_bytes(free_path(out / f"{stem}.json", args.overwrite), json.dumps(doc, indent=1).encode()))
-        print(f"{name}: {len(poses)} pose{'s' * (len(poses) != 1)} -> {', '.join(map(str, written))}")
+    with Pipeline(create(cfg, running_mode="image")) as pipeline:
+        for name in args.images:
+            try:
+                frame = read_frame(name)
+            except PiposerError as exc:
+                print(f"piposer: error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            poses = pipeline.process(frame)
+            stem = Path(name).stem
+            annotated = draw(frame.image, poses, overlay, mirrored=cfg.model.flip_horizontal)
+            written = [write_image(free_path(out / f"{stem}.jpg", args.overwrite), annotated)] if overlay else []
+            doc = image_document(name, frame, poses, pipeline.estimator.model_name)
+            written.append(write_bytes(free_path(out / f"{stem}.json", args.overwrite),
+                                       json.dumps(doc, indent=1).encode()))
+            print(f"{name}: {len(poses)} pose{'s' * (len(poses) != 1)} -> {', '.join(map(str, written))}")
     return 1 if failed else 0
 
 
 def cmd_video(args) -> int:
-    import cv2
-
+    """The pipeline over a video file, with a video sink (poses drawn) and optionally a data sink (CSV/JSONL)."""
     from .estimators import create
-    from .sinks.files import PoseDataWriter, VideoWriter, free_path
-    from .sinks.render import draw, parse_overlay
+    from .runtime.pipeline import Pipeline
+    from .sinks.files import PoseDataWriter, VideoSink, free_path
+    from .sinks.render import parse_overlay
+    from .sinks.progress import Progress
+    from .sources import open_video
     from .tracking import Tracker
-    from .types import Frame
 
     overlay = parse_overlay(args.overlay)
     cfg = load_config(args)
-    if not Path(args.input).is_file():
-        raise PiposerError(f"cannot open video {args.input}")
-    cap = cv2.VideoCapture(args.input)
-    if not cap.isOpened():
-        cap.release()
-        raise PiposerError(f"cannot open video {args.input}")
-    estimator = create(cfg, running_mode="video")
-    tracker = Tracker(cfg.tracking)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    out = free_path(Path(args.out or f"{Path(args.input).stem}-poses.mp4"), args.overwrite)
-    writers: list = []  # closed on every exit path: committed only after a complete run
-    started, index, ok = time.monotonic(), 0, False
-    try:
+    source = open_video(args.input)
+    pipeline = Pipeline(None, source=source, tracker=Tracker(cfg.tracking))
+    with pipeline:
+        pipeline.estimator = create(cfg, running_mode="video")
+        fps = source.device.fps
+        video = VideoSink(free_path(Path(args.out or f"{Path(args.input).stem}-poses.mp4"), args.overwrite), fps,
+                          overlay, mirrored=cfg.model.flip_horizontal)
+        pipeline.sinks.append(video)
         if args.data:
-            writers.append(PoseDataWriter(free_path(Path(args.data), args.overwrite), estimator.layout, fps))
-        video = None
-        while True:
-            grabbed, image = cap.read()
-            if not grabbed:
-                break
-            if video is None:  # sized from the first frame: OpenCV may rotate what the header says
-                video = VideoWriter(out, fps, (image.shape[1], image.shape[0]))
-                writers.insert(0, video)
-            frame = Frame(image, index, index / fps, time.time())
-            poses = tracker.update(estimator.estimate(frame), frame.timestamp)
-            video.write(draw(image, poses, overlay, mirrored=cfg.model.flip_horizontal))
-            for writer in writers[1:]:
-                writer.publish(frame, poses)
-            index += 1
-            progress(index, total, started)
-        ok = index > 0
-    finally:
-        cap.release()
-        written = [w.close(commit=ok) for w in writers]
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
-    if not ok:
-        raise PiposerError(f"no frames could be read from video {args.input}")
+            pipeline.sinks.append(PoseDataWriter(free_path(Path(args.data), args.overwrite),
+                                                 pipeline.estimator.layout, fps))
+        pipeline.sinks.append(Progress(source.device.frame_count))
+        started = time.monotonic()
+        frames = pipeline.run()
+        if frames == 0:
+            raise PiposerError(f"no frames could be read from video {args.input}")
+        written = [sink.finish() for sink in pipeline.sinks if hasattr(sink, "finish")]
     elapsed = time.monotonic() - started
-    print(f"{args.input}: {index} frames in {elapsed:.1f} s ({index / elapsed:.1f} fps) -> "
+    print(f"{args.input}: {frames} frames in {elapsed:.1f} s ({frames / elapsed:.1f} fps) -> "
           f"{', '.join(map(str, written))}")
     return 0
 
 
 def cmd_run(args) -> int:
-    from .app import run
+    from .runtime.supervisor import run
 
     def configured():
         cfg = load_config(args)

@@ -88,14 +88,18 @@ def parse_command(payload: bytes | str) -> Command:
         return _build(data, request_id)
     except CommandError as exc:
         raise CommandError(str(exc), request_id) from None
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:  # a case the checks above missed
+        raise CommandError(f"payload cannot be used ({type(exc).__name__}: {_short(exc, 80)})", request_id) from None
 
 
 def _json_object(payload: bytes | str) -> dict:
+    if not isinstance(payload, (bytes, bytearray, str)):
+        raise CommandError(f"payload must be bytes or text, not {type(payload).__name__}")
     if len(payload) > MAX_PAYLOAD:
         raise CommandError(f"payload too large ({len(payload)} bytes, at most {MAX_PAYLOAD})")
-    if isinstance(payload, bytes):
+    if isinstance(payload, (bytes, bytearray)):
         try:
-            payload = payload.decode("utf-8")
+            payload = bytes(payload).decode("utf-8")
         except UnicodeDecodeError:
             raise CommandError("payload is not UTF-8 text") from None
     if not payload.strip():
@@ -141,14 +145,20 @@ def _build(data: dict, request_id: str | int | None) -> Command:
 
 
 def _threshold(key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # ints are compared as ints: float() of a 400-digit integer raises OverflowError
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or (isinstance(value, float) and not math.isfinite(value)):
         raise CommandError(f"{key} must be a number within 0..1, not {_short(value)}")
-    if not 0.0 <= value <= 1.0:
-        raise CommandError(f"{key} must be within 0..1, not {value}")
+    if not 0 <= value <= 1:
+        raise CommandError(f"{key} must be within 0..1, not {_short(value)}")
     return float(value)
 
 
 def _short(value, limit: int = 40) -> str:
     """repr() cut to `limit` characters, so an error reply never echoes a huge payload."""
-    text = repr(value) if not isinstance(value, Exception) else str(value)
+    try:
+        text = repr(value) if not isinstance(value, Exception) else str(value)
+    except (ValueError, RecursionError):  # an int beyond Python's digit limit, a value nested too deep
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())  # one line, whatever the value held
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -16,7 +16,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from .errors import PiposerError
+from .checks import mask_url
+from .errors import ConfigError, PiposerError
 
 SYSTEM_CONFIG = Path("/etc/piposer/config.toml")
 
@@ -24,17 +25,17 @@ SYSTEM_CONFIG = Path("/etc/piposer/config.toml")
 def build(cls: type, data: Any, where: str):
     """Make dataclass `cls` from a TOML table, checking keys and value types; `where` names the table."""
     if not isinstance(data, dict):
-        raise PiposerError(f"config: [{where}] must be a table")
+        raise ConfigError(f"config: [{where}] must be a table")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise PiposerError(f"config: unknown key '{_join(where, unknown[0])}' (allowed: {', '.join(fields)})")
+        raise ConfigError(f"config: unknown key '{_join(where, unknown[0])}' (allowed: {', '.join(fields)})")
     values = {name: _convert(hints[name], value, _join(where, name)) for name, value in data.items()}
     try:
         return cls(**values)
     except ValueError as exc:  # a dataclass __post_init__ names the key itself
-        raise PiposerError(f"config: {exc}") from None
+        raise ConfigError(f"config: {exc}") from None
 
 
 def _join(where: str, key: str) -> str:
@@ -48,7 +49,7 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     if origin is Literal:
         allowed = get_args(hint)
         if value not in allowed:
-            raise PiposerError(f"config: {key} = {value!r} is not allowed (allowed: {', '.join(map(repr, allowed))})")
+            raise ConfigError(f"config: {key} = {value!r} is not allowed (allowed: {', '.join(map(repr, allowed))})")
         return value
     if origin in (typing.Union, types.UnionType):
         options = get_args(hint)
@@ -60,40 +61,54 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
                 continue
             try:
                 return _convert(option, value, key)
-            except PiposerError as exc:
+            except ConfigError as exc:
                 errors.append(str(exc))
-        raise PiposerError(errors[0] if len(errors) == 1 else f"config: {key} = {value!r} has the wrong type")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"config: {key} = {value!r} has the wrong type")
     if origin in (list, tuple):
         if not isinstance(value, list):
-            raise PiposerError(f"config: {key} must be a list, not {value!r}")
+            raise ConfigError(f"config: {key} must be a list, not {value!r}")
         args = get_args(hint)
         item = args[0] if args else Any
         items = [_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
-            raise PiposerError(f"config: {key} must be a table")
+            raise ConfigError(f"config: {key} must be a table")
         return dict(value)
     if hint is Any:
         return value
     if hint is float and isinstance(value, float) and not math.isfinite(value):
-        raise PiposerError(f"config: {key} must be a finite number, not {value!r}")
+        raise ConfigError(f"config: {key} must be a finite number, not {value!r}")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, str, bool) and (type(value) is not hint):
-        raise PiposerError(f"config: {key} must be {hint.__name__}, not {value!r}")
+        raise ConfigError(f"config: {key} must be {hint.__name__}, not {value!r}")
     return value
 
 
 def read_toml(path: Path) -> dict:
+    """The TOML file as a dict; anything wrong with it (missing, unreadable, not UTF-8, not TOML) is a ConfigError naming it."""
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+        return tomllib.loads(text)
     except FileNotFoundError:
-        raise PiposerError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PiposerError(f"config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
     except OSError as exc:
-        raise PiposerError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (bad byte at offset {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {_one_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
+    except (ValueError, TypeError, MemoryError) as exc:  # whatever else the parser may raise on odd input
+        raise ConfigError(f"config file {path} cannot be parsed: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def config_file(explicit: str | None) -> Path | None:
@@ -106,7 +121,7 @@ def config_file(explicit: str | None) -> Path | None:
 
 
 def as_dict(obj: Any, secret_keys: tuple[str, ...] = ("password",)) -> Any:
-    """A settings dataclass as plain data, for `config show`; secret values are masked."""
+    """A settings dataclass as plain data, for `config show`; secret values and URL passwords are masked."""
     if dataclasses.is_dataclass(obj):
         return {
             f.name: ("***" if f.name in secret_keys and getattr(obj, f.name) else as_dict(getattr(obj, f.name), secret_keys))
@@ -114,7 +129,9 @@ def as_dict(obj: Any, secret_keys: tuple[str, ...] = ("password",)) -> Any:
         }
     if isinstance(obj, (list, tuple)):
         return [as_dict(v, secret_keys) for v in obj]
-    return obj
+    if isinstance(obj, dict):
+        return {k: as_dict(v, secret_keys) for k, v in obj.items()}
+    return mask_url(obj)
 
 
 # The top-level config: one field per [section]. Each section's dataclass lives in its module.
@@ -122,7 +139,7 @@ from .estimators import ModelSettings  # noqa: E402
 from .estimators.posenet import PoseNetSettings  # noqa: E402
 from .sources import SourceSettings  # noqa: E402
 from .tracking import TrackingSettings  # noqa: E402
-from .app import LoopSettings  # noqa: E402
+from .runtime.controller import LoopSettings  # noqa: E402
 from .estimators.blazepose import BlazePoseSettings  # noqa: E402
 from .sinks.mqtt import MqttSettings  # noqa: E402
 from .rules import RuleSettings  # noqa: E402
@@ -145,8 +162,38 @@ class Config:
     button: ButtonSettings | None = None
 
 
-def load(path: Path | None) -> Config:
-    """Read and validate a config file (None: all defaults), including the rules' references to outputs."""
-    config = build(Config, read_toml(path) if path else {}, "")
-    check_wiring(config.rules, config.outputs, config.button)
+def load(path: Path | None, *, check_files: bool = True) -> Config:
+    """Read and validate a config file (None: all defaults): types, ranges, the rules' references to outputs
+    and (`check_files`) that the files it names can be read. Every problem is a one-line ConfigError."""
+    data = read_toml(path) if path else {}
+    where = f"config {path}" if path else "config"
+    try:
+        config = build(Config, data, "")
+        check_wiring(config.rules, config.outputs, config.button)
+        if check_files:
+            _check_files(config)
+    except ConfigError:
+        raise
+    except PiposerError as exc:  # gpio/rules checks raise the general kind
+        raise ConfigError(str(exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{where}: a value is nested too deeply") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a check that did not expect this value
+        raise ConfigError(f"{where}: {_one_line(exc)}") from None
     return config
+
+
+def _check_files(config: Config) -> None:
+    """The files `run` will open, checked now so `config check` finds them missing."""
+    mqtt = config.mqtt
+    if not mqtt.enabled:
+        return
+    if mqtt.password_file:
+        try:
+            mqtt.resolve_password()
+        except PiposerError as exc:
+            raise ConfigError(f"config: {exc}") from None
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        file = getattr(mqtt, key)
+        if file and not (Path(file).expanduser().is_file() and os.access(Path(file).expanduser(), os.R_OK)):
+            raise ConfigError(f"config: mqtt.{key}: cannot read {file}")

@@ -15,7 +15,8 @@ import numpy as np
 
 from .errors import PiposerError
 from .tracking import oks_matrix, sigmas
-from .sinks.files import read_frame
+from .runtime.pipeline import Pipeline
+from .sources import read_frame
 from .types import COCO17, Pose
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -40,8 +41,9 @@ def predict(estimator, annotations: Path, to_coco=None) -> list[dict]:
     """Run the estimator on every image of a COCO keypoint file; `to_coco` maps other layouts to COCO-17."""
     meta = json.loads(annotations.read_text())
     results = []
+    pipeline = Pipeline(estimator)
     for im in meta["images"]:
-        for pose in estimator.estimate(read_frame(annotations.parent / "images" / im["file_name"])):
+        for pose in pipeline.process(read_frame(annotations.parent / "images" / im["file_name"])):
             if pose.layout is not COCO17:
                 pose = to_coco(pose)
             results.append(coco_result(pose, im["id"]))

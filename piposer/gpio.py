@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 from .errors import PiposerError
+from .events import Edge, EventKind
 from .rules import NAME, ActionSettings, Follower, Outcome, RuleSettings, RulesEngine, check_unique_names
+from .sinks import Sink
 from .types import Frame, Pose
 
 log = logging.getLogger(__name__)
@@ -149,15 +151,17 @@ class Output:
         self.value = self.settings.safe
 
 
-class RulesSink:
+class RulesSink(Sink):
     """Runs the rules on every frame and drives the outputs; reports edges through `on_event`.
 
-    `on_event("rule", rule=, edge="rising"|"falling", person=)` is called on every edge (and, with
-    `reason="stopped"` or `"paused"`, for each rule still active when the sink closes or is released), and
-    `on_event("rule_error", rule=, error=)` when a rule fails and is disabled; `on_request("toggle" |
+    `emit("rule", rule=, edge="rising"|"falling", person=)` is called on every edge (and, with
+    `reason="stopped"` or `"paused"`, for each rule still active when the sink closes or is paused), and
+    `emit("rule_error", rule=, error=)` when a rule fails and is disabled; `on_request("toggle" |
     "snapshot")` when the button asks (from gpiozero's thread). `pin_factory` is passed to
     every gpiozero device (a MockFactory in tests); `clock` times the rules.
     """
+
+    name = "RulesSink"
 
     def __init__(
         self,
@@ -165,7 +169,7 @@ class RulesSink:
         outputs: list[OutputSettings],
         *,
         button: ButtonSettings | None = None,
-        on_event: Callable[..., None] | None = None,
+        emit: Callable[..., None] | None = None,
         on_request: Callable[[str], None] | None = None,
         pin_factory=None,
         clock: Callable[[], float] = time.monotonic,
@@ -173,7 +177,7 @@ class RulesSink:
         check_wiring(rules, outputs, button)
         self.engine = RulesEngine(rules, clock)
         self.clock = clock
-        self.on_event = on_event
+        self.emit = emit
         self.on_request = on_request
         self.outputs: dict[str, Output] = {}
         self.button = None
@@ -208,13 +212,13 @@ class RulesSink:
                 self.engine.disable(outcome.rule.name, message)
                 self._report_error(outcome.rule, message)
             for edge, person in outcome.edges:
-                self._emit("rule", rule=outcome.rule.name, edge=edge, person=person)
+                self._emit(EventKind.RULE, rule=outcome.rule.name, edge=edge, person=person)
         for name in self.hold_outputs:
             self.outputs[name].set(1.0 if name in held else 0.0)
 
     def _act(self, outcome: Outcome, now: float, held: set[str]) -> None:
         rule = outcome.rule
-        rising = sum(edge == "rising" for edge, _ in outcome.edges)
+        rising = sum(edge == Edge.RISING for edge, _ in outcome.edges)
         for action in rule.actions:
             out = self.outputs[action.output]
             if action.mode == "hold" and outcome.active:
@@ -241,13 +245,13 @@ class RulesSink:
         for action in rule.actions:
             if action.mode == "follow":
                 self.outputs[action.output].set(0.0)
-        self._emit("rule_error", rule=rule.name, error=message)
+        self._emit(EventKind.RULE_ERROR, rule=rule.name, error=message)
 
     def _emit(self, kind: str, **fields) -> None:
-        if self.on_event is None:
+        if self.emit is None:
             return
         try:
-            self.on_event(kind, **fields)
+            self.emit(kind, **fields)
         except Exception:  # an event that cannot be sent must not stop the outputs
             log.exception("could not report %s event %s", kind, fields)
 
@@ -283,16 +287,16 @@ class RulesSink:
             return
         self.on_request("toggle" if action == "pause" else action)
 
-    def release(self, reason: str) -> None:
+    def pause(self, reason: str) -> None:
         """Every output to its safe value now and every rule back to inactive, reporting a final `falling`
-        event with `reason` for each rule that was active (the app pauses with "paused")."""
+        event with `reason` for each rule that was active (pausing reports "paused", closing "stopped")."""
         for out in self.outputs.values():
             try:
                 out.make_safe()
             except Exception:
                 log.exception("could not set output %r to its safe value", out.settings.name)
         for rule, person in self.engine.active():  # subscribers should not wait for a falling edge forever
-            self._emit("rule", rule=rule, edge="falling", person=person, reason=reason)
+            self._emit(EventKind.RULE, rule=rule, edge=Edge.FALLING, person=person, reason=reason)
         self.engine.reset()
         self.followers.clear()
 
@@ -303,7 +307,7 @@ class RulesSink:
             return
         self._closed = True
         atexit.unregister(self.close)
-        self.release("stopped")
+        self.pause("stopped")
         devices = [out.device for out in self.outputs.values()]
         if self.button is not None:
             devices.append(self.button)

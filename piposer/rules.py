@@ -20,6 +20,7 @@ from operator import attrgetter
 from typing import Callable, Literal
 
 from .errors import PiposerError
+from .events import Edge
 from .types import LAYOUTS, Keypoint, Layout, Pose
 
 log = logging.getLogger(__name__)
@@ -407,8 +408,8 @@ class Trigger:
     false_since: float | None = None
     last_rise: float | None = None
 
-    def update(self, value: bool, now: float) -> str | None:
-        """Feed the condition's value at time `now`; returns "rising", "falling" or None."""
+    def update(self, value: bool, now: float) -> Edge | None:
+        """Feed the condition's value at time `now`; returns the edge it made, if any."""
         if value:
             self.false_since = None
             if self.true_since is None:
@@ -417,7 +418,7 @@ class Trigger:
                 self.last_rise is None or now - self.last_rise >= self.cooldown
             ):
                 self.active, self.last_rise = True, now
-                return "rising"
+                return Edge.RISING
             return None
         self.true_since = None
         if self.active:
@@ -425,7 +426,7 @@ class Trigger:
                 self.false_since = now
             if now - self.false_since >= self.release_after:
                 self.active, self.false_since = False, None
-                return "falling"
+                return Edge.FALLING
         return None
 
     @property
@@ -516,7 +517,7 @@ class Rule:
             if trigger.idle and (trigger.last_rise is None or now - trigger.last_rise >= s.cooldown):
                 del triggers[key]
         if len(edges) > 1:
-            edges.sort(key=lambda e: (e[0] != "falling", -1 if e[1] is None else e[1]))
+            edges.sort(key=lambda e: (e[0] != Edge.FALLING, -1 if e[1] is None else e[1]))
         active = any(t.active for t in triggers.values())
         subject = self.subject(scene, values) if active and self.follows else None
         return Outcome(s, edges, active, subject)

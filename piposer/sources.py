@@ -19,7 +19,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .errors import PiposerError
+from .checks import mask_url
+from .errors import PiposerError, SourceError
 from .types import Frame
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -47,15 +48,17 @@ class SourceSettings:
     reopen_max: float = 10.0  # well below the service's WatchdogSec (30 s): several attempts before a restart
 
     def __post_init__(self):
+        from .checks import check_range
+
         if isinstance(self.source, int) and self.source < 0:
             raise ValueError(f"source.source must be a camera index >= 0, not {self.source}")
         if isinstance(self.source, str) and not self.source.strip():
             raise ValueError("source.source must not be empty (allowed: auto, picamera2, /dev/videoN, index, URL, file, folder, glob)")
         for key in ("width", "height"):
-            if getattr(self, key) < 16:
-                raise ValueError(f"source.{key} must be >= 16, not {getattr(self, key)}")
-        if not 0 < self.fps <= 240:
-            raise ValueError(f"source.fps must be within 0..240, not {self.fps}")
+            check_range(f"source.{key}", getattr(self, key), 16, 8192)
+        check_range("source.fps", self.fps, 0, 240, lo_open=True)
+        for key in ("lores_width", "lores_height"):
+            check_range(f"source.{key}", getattr(self, key), 0, 8192)
         if (self.lores_width > 0) != (self.lores_height > 0):
             raise ValueError("source.lores_width and source.lores_height must be set together (0 = no lores stream)")
         if self.lores_width > self.width or self.lores_height > self.height:
@@ -63,6 +66,7 @@ class SourceSettings:
                 f"source.lores_width/lores_height ({self.lores_width}x{self.lores_height}) must not exceed "
                 f"source.width/height ({self.width}x{self.height})"
             )
+        check_range("source.reopen_max", self.reopen_max, 0, 3600, lo_open=True)
         if not 0 < self.reopen_min <= self.reopen_max:
             raise ValueError(f"source.reopen_min must be > 0 and <= source.reopen_max, not {self.reopen_min}")
 
@@ -144,7 +148,8 @@ class OpenCVDevice:
         self.settings = settings
         self.live = live
         self.fps = settings.fps
-        self.description = f"camera {target}" if isinstance(target, int) else str(target)
+        self.frame_count = 0  # frames in a file, as its header says (0 = unknown or live)
+        self.description = f"camera {target}" if isinstance(target, int) else mask_url(str(target))  # no password in logs
         self._capture: cv2.VideoCapture | None = None
 
     def open(self) -> None:
@@ -162,6 +167,7 @@ class OpenCVDevice:
             capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         else:
             self.fps = capture.get(cv2.CAP_PROP_FPS) or s.fps
+            self.frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
         self._capture = capture
 
     def read(self) -> np.ndarray | None:
@@ -199,10 +205,7 @@ class ImageFiles:
             self._next = 0
         path = self.paths[self._next]
         self._next += 1
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise PiposerError(f"source: cannot read image {path}")
-        return image
+        return read_image(path)
 
     def close(self) -> None:
         pass
@@ -416,6 +419,35 @@ class LiveFeed(FrameSource):
             pass
 
 
+def read_image(path: Path | str) -> np.ndarray:
+    """An image file as a BGR array; anything unreadable (missing, not an image, absurd size) is a SourceError."""
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV accepts
+        raise SourceError(f"cannot read image {path}: {str(exc).strip().splitlines()[-1]}") from None
+    if image is None:
+        raise SourceError(f"cannot read image {path}")
+    return image
+
+
+def read_frame(path: Path | str, index: int = 0) -> Frame:
+    """An image file as a Frame stamped now."""
+    return Frame(read_image(path), index, time.monotonic(), time.time())
+
+
+def open_video(path: Path | str) -> Playback:
+    """A video file read frame by frame in the caller's thread (what `piposer video` runs over)."""
+    if not Path(path).is_file():
+        raise SourceError(f"cannot open video {path}")
+    device = OpenCVDevice(str(path), SourceSettings(source=str(path)), live=False)
+    source = Playback(device)
+    try:
+        source.start()
+    except PiposerError:
+        raise SourceError(f"cannot open video {path}") from None
+    return source
+
+
 def open_source(settings: SourceSettings, log=print) -> FrameSource:
     """Pick the device `settings.source` names, open it, and wrap it in a started FrameSource."""
     device = _device(settings, log)
@@ -460,7 +492,7 @@ def _device(settings: SourceSettings, log) -> Device:
             raise PiposerError(f"source = {target!r}: glob matches no files")
         return ImageFiles(images, target, settings.loop)
     raise PiposerError(
-        f"source = {target!r}: no such file (allowed: auto, picamera2, /dev/videoN, camera index, "
+        f"source = {mask_url(target)!r}: no such file (allowed: auto, picamera2, /dev/videoN, camera index, "
         "rtsp:// URL, video file, image folder, glob)"
     )
 

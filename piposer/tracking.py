@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import check_range
 from .types import Layout, Pose
 
 # Per-keypoint OKS falloff (COCO's sigmas), by body part; BlazePose's extra points borrow their neighbour's.
@@ -49,10 +50,8 @@ class TrackingSettings:
     min_similarity: float = 0.2
 
     def __post_init__(self):
-        if self.max_age <= 0:
-            raise ValueError(f"tracking.max_age must be > 0 seconds, not {self.max_age}")
-        if not 0.0 < self.min_similarity <= 1.0:
-            raise ValueError(f"tracking.min_similarity must be within 0..1 (exclusive of 0), not {self.min_similarity}")
+        check_range("tracking.max_age", self.max_age, 0, lo_open=True)
+        check_range("tracking.min_similarity", self.min_similarity, 0, 1, lo_open=True)
 
 
 @dataclass

@@ -20,7 +20,8 @@ import fake_picamera2
 from broker import Broker, Subscriber
 from conftest import DATA, ROOT
 from piposer import commands, config
-from piposer.app import App, run
+from piposer.runtime.controller import App
+from piposer.runtime.supervisor import run
 from piposer.errors import PiposerError
 from piposer.gpio import ButtonSettings, OutputSettings
 from piposer.rules import ActionSettings, Condition, RuleSettings, Zone
@@ -136,14 +137,15 @@ def test_sigterm_shuts_down_cleanly(broker, notify, tmp_path):
 import sys, pytest, cv2
 sys.path.insert(0, {str(ROOT / 'tests')!r})
 import fake_picamera2
-from piposer import app, config
+from piposer import config
+from piposer.runtime.supervisor import run
 from piposer.sinks.mqtt import MqttSettings
 cam = fake_picamera2.install(pytest.MonkeyPatch(), [cv2.imread({str(DATA / 'tflite_pose_testdata' / 'image3.jpeg')!r})],
                              interval=0.02)
 cfg = config.load(None)
 cfg.source.source = "picamera2"
 cfg.mqtt = MqttSettings(host="127.0.0.1", port={broker.port}, device_id="term", discovery=False)
-code = app.run(cfg)
+code = run(cfg)
 print("exit", code, "camera closed", cam.instances[0].closed, flush=True)
 sys.exit(code)
 """

@@ -78,14 +78,14 @@ def test_make_deploy_installs_over_ssh_and_is_idempotent(sshd, tmp_path):
 
     app = prefix / "opt/piposer"
     # code: copied without the developer's venv or git history
-    assert (app / "src/piposer/app.py").read_bytes() == (ROOT / "piposer/app.py").read_bytes()
+    assert (app / "src/piposer/runtime/controller.py").read_bytes() == (ROOT / "piposer/runtime/controller.py").read_bytes()
     assert (app / "src/models/manifest.toml").is_file()
     assert not (app / "src/.git").exists() and not (app / "src/.venv").exists()
     # venv: sees the system packages (apt's picamera2 on a Pi) and has piposer installed from the copy
     assert "include-system-site-packages = true" in (app / "venv/pyvenv.cfg").read_text()
     assert (app / "venv/bin/piposer").is_file()
     probe = subprocess.run(
-        [app / "venv/bin/python", "-c", "import piposer.app, piposer.sources; print(piposer.app.__file__)"],
+        [app / "venv/bin/python", "-c", "import piposer.runtime.controller, piposer.sources; print(piposer.runtime.controller.__file__)"],
         capture_output=True, text=True, cwd=tmp_path,
     )
     assert probe.returncode == 0, probe.stderr

@@ -70,7 +70,7 @@ actions = [ { output = "lamp", mode = "hold" } ]
 def test_relay_holds_while_the_rule_is_active_without_chatter(factory):
     clock = Clock()
     events = []
-    s = sink(LAMP, factory, clock, on_event=lambda kind, **f: events.append((kind, f)))
+    s = sink(LAMP, factory, clock, emit=lambda kind, **f: events.append((kind, f)))
     up, down = [hand_raised()], [pose()]
     feed(s, [down, up, down, up, up, up, down, up, down, down, down, down], clock)
     s.close()
@@ -179,7 +179,7 @@ def test_per_person_events_and_outputs(factory):
     table = LAMP.replace("activate_after = 0.5\nrelease_after = 0.5", "per_person = true")
     events = []
     clock = Clock()
-    s = sink(table, factory, clock, on_event=lambda kind, **f: events.append(f))
+    s = sink(table, factory, clock, emit=lambda kind, **f: events.append(f))
     feed(s, [[hand_raised(track_id=3)], [hand_raised(track_id=3), hand_raised(track_id=5)], [pose(track_id=3)], []], clock)
     s.close()
     assert [(e["edge"], e["person"]) for e in events] == [("rising", 3), ("rising", 5), ("falling", 3), ("falling", 5)]
@@ -200,7 +200,7 @@ actions = [ { output = "pointer", mode = "hold" } ]
 """
     events = []
     clock = Clock()
-    s = sink(table, factory, clock, on_event=lambda kind, **f: events.append((kind, f)))
+    s = sink(table, factory, clock, emit=lambda kind, **f: events.append((kind, f)))
     feed(s, [[hand_raised()]] * 3 + [[pose()]] * 3, clock)
     s.close()
     assert events[0] == ("rule_error", {"rule": "pointing", "error": "keypoint 'left_index' is not in the model's coco17 layout"})
@@ -214,7 +214,7 @@ def test_a_failing_event_callback_does_not_stop_the_outputs(factory):
         raise ConnectionError("broker gone")
 
     clock = Clock()
-    s = sink(LAMP, factory, clock, on_event=broken)
+    s = sink(LAMP, factory, clock, emit=broken)
     feed(s, [[hand_raised()]] * 3, clock)
     assert factory.pin(17).state is True
     s.close()
@@ -243,7 +243,7 @@ def test_close_reports_rules_still_active(factory):
     table = LAMP.replace("activate_after = 0.5\n", "").replace('name = "raised"', 'name = "raised"\nper_person = true')
     events = []
     clock = Clock()
-    s = sink(table, factory, clock, on_event=lambda kind, **f: events.append((kind, f)))
+    s = sink(table, factory, clock, emit=lambda kind, **f: events.append((kind, f)))
     feed(s, [[hand_raised(track_id=4), pose(track_id=6)]], clock)
     s.close()
     assert events == [

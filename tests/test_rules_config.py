@@ -22,7 +22,7 @@ FRAME = Frame(None, 0, 0.0)
 
 def load_sections(path):
     """The whole file through the real config loader; its rules, outputs and button."""
-    cfg = load(path)
+    cfg = load(path, check_files=False)  # the examples name /etc/piposer/mqtt-password, made by the installer
     return cfg.rules, cfg.outputs, cfg.button
 
 
@@ -36,7 +36,7 @@ def factory():
 def make_sink(path, factory, clock, events):
     rules, outputs, button = load_sections(path)
     return RulesSink(rules, outputs, button=button, pin_factory=factory, clock=clock,
-                     on_event=lambda kind, **f: events.append((f["rule"], f["edge"])))
+                     emit=lambda kind, **f: events.append((f["rule"], f["edge"])))
 
 
 def states(factory, pin):

@@ -152,7 +152,7 @@ def run_sequence(table: str, sequence: list[tuple[str, str]]) -> tuple[MockFacto
     factory = MockFactory()
     clock = Clock()
     events = []
-    sink = RulesSink(settings, outputs, pin_factory=factory, clock=clock, on_event=lambda kind, **f: events.append(f))
+    sink = RulesSink(settings, outputs, pin_factory=factory, clock=clock, emit=lambda kind, **f: events.append(f))
     for image in sequence:
         sink.publish(Frame(cv2.imread(str(image_path(*image))), 0, 0.0), model_poses(*image))
         clock.advance(0.1)

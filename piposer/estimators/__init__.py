@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..types import Frame, Layout, Pose
+from ..checks import check_range
+from ..errors import ConfigError, SourceError
+
+if TYPE_CHECKING:  # numpy and the pose types are imported on first use: the config loader needs neither
+    import numpy as np
+
+    from ..types import Frame, Layout, Pose
+
+MAX_THREADS = 64
 
 
 class Estimator(Protocol):
@@ -20,6 +30,78 @@ class Estimator(Protocol):
     def estimate(self, frame: Frame) -> list[Pose]: ...
 
     def close(self) -> None: ...
+
+
+class BaseEstimator:
+    """What every estimator shares: a numpy image or a Frame in, thresholds changed at run time, `with`.
+
+    Subclasses implement `_estimate(frame)` and `close()`, and own their `model_settings` (a copy, so
+    changing a threshold here never changes anybody else's settings).
+    """
+
+    model_settings: ModelSettings
+
+    def estimate(self, image: np.ndarray | Frame) -> list[Pose]:
+        """The poses in a BGR image (HxWx3 uint8, as OpenCV reads it) or a Frame, in its pixel coordinates."""
+        from ..types import Frame
+
+        return self._estimate(image if isinstance(image, Frame) else as_frame(image))
+
+    def _estimate(self, frame: Frame) -> list[Pose]:
+        raise NotImplementedError
+
+    @property
+    def keypoint_threshold(self) -> float:
+        """Keypoints scoring below this are reported with `detected = False`."""
+        return self.model_settings.keypoint_threshold
+
+    def set_thresholds(self, *, keypoint_threshold: float | None = None) -> None:
+        """Change thresholds between frames; a value out of range raises ConfigError and changes nothing."""
+        if keypoint_threshold is not None:
+            try:
+                check_range("keypoint_threshold", keypoint_threshold, 0.0, 1.0)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            self.model_settings.keypoint_threshold = float(keypoint_threshold)
+
+    def close(self) -> None:
+        """Release the model."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def as_frame(image) -> Frame:
+    """A bare BGR image as a Frame stamped now (what library callers pass to `estimate`)."""
+    import numpy as np
+
+    from ..types import Frame
+
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 \
+            or 0 in image.shape:
+        shape = getattr(image, "shape", None)
+        raise SourceError(f"an image must be an HxWx3 uint8 BGR array, not {type(image).__name__} {shape or ''}".strip())
+    return Frame(image, 0, time.monotonic(), time.time())
+
+
+def settings_from(options: dict, *defaults):
+    """Copies of the settings dataclasses `defaults` with `options` (keyword arguments) applied to whichever
+    has the field; an unknown keyword or a bad value is a ConfigError naming it."""
+    remaining = dict(options)
+    result = []
+    for settings in defaults:
+        names = {f.name for f in dataclasses.fields(settings)}
+        mine = {k: remaining.pop(k) for k in list(remaining) if k in names}
+        try:
+            result.append(dataclasses.replace(settings, **mine))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+    if remaining:
+        raise ConfigError(f"unknown setting {', '.join(sorted(remaining))!s}")
+    return result
 
 
 def default_threads() -> int:
@@ -41,10 +123,8 @@ class ModelSettings:
     flip_horizontal: bool = False
 
     def __post_init__(self):
-        if self.num_threads < 1:
-            raise ValueError(f"model.num_threads must be >= 1, not {self.num_threads}")
-        if not 0.0 <= self.keypoint_threshold <= 1.0:
-            raise ValueError(f"model.keypoint_threshold must be within 0..1, not {self.keypoint_threshold}")
+        check_range("model.num_threads", self.num_threads, 1, MAX_THREADS)
+        check_range("model.keypoint_threshold", self.keypoint_threshold, 0, 1)
 
 
 def family_of(name: str) -> str:

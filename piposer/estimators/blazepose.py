@@ -21,7 +21,7 @@ from ..backend import Model, Tensor
 from ..errors import PiposerError
 from ..smoothing import LowPassFilter, OneEuroFilter, OneEuroParams
 from ..types import BLAZEPOSE33, COCO17, Frame, Pose, box_of, make_pose
-from . import ModelSettings
+from . import BaseEstimator, ModelSettings, settings_from
 from .roi import Roi, crop, letterbox_padding, letterbox_roi, paste, roi_from_alignment
 from .ssd import decode, remove_letterbox, sigmoid, ssd_anchors, weighted_nms
 
@@ -60,12 +60,11 @@ class BlazePoseSettings:
     detector: str = "blazepose-detector"
 
     def __post_init__(self):
-        if self.num_poses < 1:
-            raise ValueError(f"blazepose.num_poses must be >= 1, not {self.num_poses}")
+        from ..checks import check_range
+
+        check_range("blazepose.num_poses", self.num_poses, 1, 100)
         for name in ("min_pose_detection_confidence", "min_pose_presence_confidence", "min_tracking_confidence"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"blazepose.{name} must be within 0..1, not {value}")
+            check_range(f"blazepose.{name}", getattr(self, name), 0, 1)
 
 
 def _shapes(tensors: list[Tensor]) -> str:
@@ -245,7 +244,7 @@ def _same_person(a: Landmarks, b: Landmarks) -> bool:
     return bool(distance < SAME_PERSON_DISTANCE * size)
 
 
-class BlazePoseEstimator:
+class BlazePoseEstimator(BaseEstimator):
     """BlazePose on TFLite: frame in, up to `num_poses` poses (BlazePose-33 layout, image pixels) out.
 
     Keypoint `score` is the landmark's visibility; the pose score is the landmark model's presence.
@@ -256,7 +255,7 @@ class BlazePoseEstimator:
     layout = BLAZEPOSE33
 
     def __init__(self, model: ModelSettings | None = None, settings: BlazePoseSettings | None = None):
-        self.model_settings = model or ModelSettings(name="blazepose-full")
+        self.model_settings = replace(model) if model else ModelSettings(name="blazepose-full")
         self.settings = settings or BlazePoseSettings()
         landmark = modelstore.resolve(self.model_settings.name)
         detector = modelstore.resolve(self.settings.detector)
@@ -272,7 +271,7 @@ class BlazePoseEstimator:
     def tracking(self) -> bool:
         return self.settings.running_mode == "video"
 
-    def estimate(self, frame: Frame) -> list[Pose]:
+    def _estimate(self, frame: Frame) -> list[Pose]:
         image, mirror, s = frame.image, self.model_settings.flip_horizontal, self.settings
         clock = Stopwatch()
         found: list[tuple[Track, Landmarks]] = []
@@ -313,6 +312,14 @@ class BlazePoseEstimator:
     def close(self) -> None:
         """Forget tracked people; the models need no explicit release."""
         self.tracks = []
+
+
+class BlazePose(BlazePoseEstimator):
+    """BlazePose for library users: `BlazePose()` (full), `BlazePose("blazepose-lite")` or a .tflite path,
+    with any [model] or [blazepose] setting as a keyword (`BlazePose(num_poses=2, running_mode="image")`)."""
+
+    def __init__(self, model: str = "blazepose-full", **options):
+        super().__init__(*settings_from(options, ModelSettings(name=model), BlazePoseSettings()))
 
 
 COCO_FROM_BLAZEPOSE = np.array([BLAZEPOSE33.index(name) for name in COCO17.keypoints])

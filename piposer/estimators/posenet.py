@@ -7,6 +7,7 @@ mid-offset tensor) all work. The output stride is derived from the tensor shapes
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -18,9 +19,12 @@ from .. import modelstore
 from ..backend import Model, Tensor
 from ..errors import PiposerError
 from ..types import COCO17, Frame, Pose, make_pose
-from . import ModelSettings
+from . import BaseEstimator, ModelSettings, settings_from
 from .posenet_decoder import Decoded, decode_multiple, decode_single
 from .ssd import sigmoid
+
+
+MAX_INPUT_SIDE = 4096  # px per side of the model input: beyond this a Pi runs out of memory, not accuracy
 
 
 @dataclass
@@ -36,12 +40,22 @@ class PoseNetSettings:
     min_pose_score: float = 0.1
 
     def __post_init__(self):
-        if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 33):
-            raise ValueError(f"posenet.input_size must be [height, width] of at least 33 px, not {self.input_size}")
-        if self.max_poses < 1:
-            raise ValueError(f"posenet.max_poses must be >= 1, not {self.max_poses}")
-        if self.nms_radius <= 0:
-            raise ValueError(f"posenet.nms_radius must be > 0, not {self.nms_radius}")
+        from ..checks import check_range
+
+        if self.input_size is not None:
+            if len(self.input_size) != 2:
+                raise ValueError(f"posenet.input_size must be [height, width], not {self.input_size}")
+            for side, value in zip(("height", "width"), self.input_size):
+                check_range(f"posenet.input_size {side}", value, 33, MAX_INPUT_SIDE)
+                # without output_stride the model's stride is known only once it is loaded (checked then)
+                if self.output_stride and (value - 1) % self.output_stride:
+                    raise ValueError(
+                        f"posenet.input_size = {self.input_size}: height-1 and width-1 must be multiples of "
+                        f"posenet.output_stride {self.output_stride}")
+        check_range("posenet.max_poses", self.max_poses, 1)
+        check_range("posenet.score_threshold", self.score_threshold, 0, 1)
+        check_range("posenet.min_pose_score", self.min_pose_score, 0, 1)
+        check_range("posenet.nms_radius", self.nms_radius, 0, MAX_INPUT_SIDE, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,7 @@ def valid_size(size: int, stride: int) -> bool:
     return (size - 1) % stride == 0
 
 
-class PoseNetEstimator:
+class PoseNetEstimator(BaseEstimator):
     """PoseNet on TFLite: frame in, poses in source-image pixels out.
 
     Preprocessing keeps the aspect ratio: by default the (fully convolutional) model input is
@@ -103,7 +117,7 @@ class PoseNetEstimator:
     layout = COCO17
 
     def __init__(self, model: ModelSettings | None = None, settings: PoseNetSettings | None = None):
-        self.model_settings = model or ModelSettings()
+        self.model_settings = dataclasses.replace(model) if model else ModelSettings()
         self.settings = settings or PoseNetSettings()
         resolved = self._resolve(self.model_settings.name, self.settings.output_stride)
         self.model_name = resolved.name
@@ -204,7 +218,7 @@ class PoseNetEstimator:
         return decode_multiple(scores, heads["offsets"], heads["fwd"], heads["bwd"], self.stride,
                                s.score_threshold, s.nms_radius, s.max_poses)
 
-    def estimate(self, frame: Frame) -> list[Pose]:
+    def _estimate(self, frame: Frame) -> list[Pose]:
         heads, scale = self.infer(frame.image)
         t0 = time.perf_counter()
         decoded = self.decode(heads)
@@ -224,3 +238,11 @@ class PoseNetEstimator:
 
     def close(self) -> None:
         self.model = None
+
+
+class PoseNet(PoseNetEstimator):
+    """PoseNet for library users: `PoseNet()`, `PoseNet("posenet-stride8")` or a .tflite path, with any
+    [model] or [posenet] setting as a keyword (`PoseNet(keypoint_threshold=0.5, max_poses=3)`)."""
+
+    def __init__(self, model: str = "posenet", **options):
+        super().__init__(*settings_from(options, ModelSettings(name=model), PoseNetSettings()))

@@ -7,6 +7,7 @@ never a stalled camera. docs/mqtt.md is the user-facing contract of the topics a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -21,9 +22,11 @@ from typing import Callable, Literal
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from ..commands import Command, CommandError, parse_command
+from ..commands import MAX_PAYLOAD, Command, CommandError, parse_command
 from ..errors import PiposerError
+from ..events import Event
 from ..types import Frame, Pose
+from . import Sink
 from .hass import discovery_configs
 from .outbox import Message, Outbox
 from .payloads import cpu_temperature, encode, event_payload, percentiles_ms, poses_payload, state_payload
@@ -68,8 +71,9 @@ class MqttSettings:
     reconnect_max_delay: float = 60.0
 
     def __post_init__(self):
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"mqtt.port must be within 1..65535, not {self.port}")
+        from ..checks import check_range
+
+        check_range("mqtt.port", self.port, 1, 65535)
         for key in ("prefix", "discovery_prefix"):
             _check_topic_part(f"mqtt.{key}", getattr(self, key), slashes=True)
         if self.device_id:
@@ -84,12 +88,10 @@ class MqttSettings:
             raise ValueError(f"mqtt.{tls_files[0]} is set but mqtt.tls is false")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("mqtt.tls_cert and mqtt.tls_key go together: set both or neither")
-        for key, low in (("keepalive", 1), ("queue_size", 1)):
-            if getattr(self, key) < low:
-                raise ValueError(f"mqtt.{key} must be >= {low}, not {getattr(self, key)}")
+        for key in ("keepalive", "queue_size"):
+            check_range(f"mqtt.{key}", getattr(self, key), 1)
         for key in ("max_rate_hz", "change_threshold"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"mqtt.{key} must be >= 0, not {getattr(self, key)}")
+            check_range(f"mqtt.{key}", getattr(self, key), 0)
         if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
             raise ValueError(
                 "mqtt.reconnect_min_delay must be > 0 and <= mqtt.reconnect_max_delay, "
@@ -126,12 +128,15 @@ def _check_topic_part(key: str, value: str, slashes: bool) -> None:
         raise ValueError(f"{key} = {value!r} is not a valid topic part (non-empty, no '+', '#'{allowed})")
 
 
-class MqttSink:
+class MqttSink(Sink):
     """Publishes to `<prefix>/<device_id>/{availability,poses,state,stats,events}` and listens on `.../set`.
 
     `on_command` is called from paho's network thread with each validated command; it should only
     queue the command for the app's own thread. `clock` is the monotonic clock frames are stamped with.
+    Events from the bus go out on `events`, loop stats on `stats`; pausing publishes one empty frame.
     """
+
+    name = "MqttSink"
 
     def __init__(
         self,
@@ -159,7 +164,9 @@ class MqttSink:
         self._outbox = Outbox(settings.queue_size)
         self._throttle = Throttle(settings.max_rate_hz, settings.only_on_change, settings.change_threshold)
         self._state: dict | None = None
-        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # appended by the sender thread
+        self._latencies_lock = threading.Lock()
+        self._last_frame: Frame | None = None
         self._pending: deque[mqtt.MQTTMessageInfo] = deque()
         self._window_moved = threading.Event()
         self._stopping = threading.Event()
@@ -198,6 +205,7 @@ class MqttSink:
 
     def publish(self, frame: Frame, poses: list[Pose]) -> None:
         """Queue the frame's `poses` message (when the throttle admits it) and `state` when it changed."""
+        self._last_frame = frame
         people = len(poses)
         if self._state is None or self._state["people"] != people:
             self._state = state_payload(people, frame.wall_time or time.time())
@@ -210,11 +218,23 @@ class MqttSink:
         """Queue a message on `events`, e.g. `publish_event("rule", name="wave", edge="rising")`."""
         self._outbox.put_event(Message(self.topics["events"], encode(event_payload(kind, fields)), self.settings.qos))
 
+    def on_event(self, event: Event) -> None:
+        self.publish_event(event.kind, **event.fields)
+
+    def on_stats(self, stats: dict) -> None:
+        self.publish_stats(stats)
+
+    def pause(self, reason: str) -> None:
+        """Nobody is detected while paused: one empty frame, so `state` does not keep showing who was there."""
+        if self._last_frame is not None:
+            self.publish(self._last_frame, [])
+
     def publish_stats(self, stats: dict) -> None:
         """Queue the `stats` message: the app's figures, plus the CPU temperature unless the app gave it, plus
         the sink's own under `mqtt` (drops, messages lost with the connection, latency)."""
-        latencies = list(self._latencies)
-        self._latencies.clear()
+        with self._latencies_lock:
+            latencies = list(self._latencies)
+            self._latencies.clear()
         message = {
             "cpu_temp_c": cpu_temperature(),
             **stats,
@@ -287,7 +307,8 @@ class MqttSink:
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._pending.append(info)
                 if message.created is not None:
-                    self._latencies.append(self.clock() - message.created)
+                    with self._latencies_lock:
+                        self._latencies.append(self.clock() - message.created)
             else:
                 self.unsent += 1
 
@@ -299,11 +320,44 @@ class MqttSink:
         return len(self._pending)
 
     # --- paho callbacks (network thread) ---------------------------------------------------------
+    # An exception escaping a paho callback ends paho's network thread for good (no more commands, no
+    # reconnects), so every callback body is guarded: the exception is logged once and, for a command,
+    # answered with `command_failed`.
+
+    def healthy(self) -> bool:
+        """Whether paho's network thread is running: False before start(), after close(), and when the
+        thread died; then the app should close() (the Last Will or a last `offline` still goes out) and exit."""
+        thread = self._client._thread
+        return thread is not None and thread.is_alive()
+
+    def _callback_failed(self, where: str, exc: Exception, command=None, request_id=None, reply: bool = False) -> None:
+        """Log an unexpected exception once per kind (repeats at debug level) and answer the requester, if any."""
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        seen = self.__dict__.setdefault("_callback_failures", set())
+        key = (where, error)
+        if key in seen:
+            log.debug("MQTT %s failed again: %s", where, error)
+        else:
+            if len(seen) < 100:
+                seen.add(key)
+            log.error("MQTT %s failed (kept running; repeats are logged at debug level): %s", where, error,
+                      exc_info=exc)
+        if reply:
+            try:
+                self.publish_event("command_failed", command=command, id=request_id, error=f"internal error: {error}")
+            except Exception:  # noqa: BLE001 - the reply is best effort; the thread must survive
+                log.debug("could not answer a failed command", exc_info=True)
 
     def _on_pre_connect(self, client, userdata) -> None:
         self._answered = False
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        try:
+            self._connected(client, reason_code)
+        except Exception as exc:  # noqa: BLE001 - see above
+            self._callback_failed("on_connect", exc)
+
+    def _connected(self, client, reason_code) -> None:
         s = self.settings
         self._answered = True
         self._disconnected.clear()
@@ -328,21 +382,27 @@ class MqttSink:
         self.connected.set()
 
     def _on_connect_fail(self, client, userdata) -> None:
-        s = self.settings
-        self._report(f"cannot reach MQTT broker {s.host}:{s.port}; retrying (backoff up to {s.reconnect_max_delay:g} s)")
+        try:
+            s = self.settings
+            self._report(f"cannot reach MQTT broker {s.host}:{s.port}; retrying (backoff up to {s.reconnect_max_delay:g} s)")
+        except Exception as exc:  # noqa: BLE001 - see above
+            self._callback_failed("on_connect_fail", exc)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        was_connected = self.connected.is_set()
-        self.connected.clear()
-        self._disconnected.set()
-        if self._stopping.is_set():
-            return
-        if was_connected:
-            log.warning("lost connection to MQTT broker (%s); reconnecting", reason_code)
-        elif not self._answered:  # the socket opened but the broker hung up before answering CONNECT
-            s = self.settings
-            self._report(f"MQTT broker {s.host}:{s.port} closed the connection before accepting it: "
-                         "check mqtt.tls and the TLS files")
+        try:
+            was_connected = self.connected.is_set()
+            self.connected.clear()
+            self._disconnected.set()
+            if self._stopping.is_set():
+                return
+            if was_connected:
+                log.warning("lost connection to MQTT broker (%s); reconnecting", reason_code)
+            elif not self._answered:  # the socket opened but the broker hung up before answering CONNECT
+                s = self.settings
+                self._report(f"MQTT broker {s.host}:{s.port} closed the connection before accepting it: "
+                             "check mqtt.tls and the TLS files")
+        except Exception as exc:  # noqa: BLE001 - see above
+            self._callback_failed("on_disconnect", exc)
 
     def _report(self, message: str, level: int = logging.WARNING) -> None:
         """Remember a connection problem; log each different one once (repeats at debug level)."""
@@ -350,11 +410,15 @@ class MqttSink:
         self.last_error = message
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        if message.topic == self.discovery_status_topic:
-            if message.payload == b"online":
-                self._announce()
-        elif message.topic == self.topics["set"]:
-            self._handle_command(message)
+        try:
+            if message.topic == self.discovery_status_topic:
+                if message.payload == b"online":
+                    self._announce()
+            elif message.topic == self.topics["set"]:
+                self._handle_command(message)
+        except Exception as exc:  # noqa: BLE001 - see above
+            is_command = getattr(message, "topic", None) == self.topics["set"]
+            self._callback_failed("on_message", exc, *_requester(message), reply=is_command)
 
     def _announce(self) -> None:
         s = self.settings
@@ -374,9 +438,24 @@ class MqttSink:
         self.publish_event("command", command=command.name, id=command.request_id)
         try:
             self.on_command(command)
-        except Exception as exc:  # the app's handler must not kill paho's network thread
-            log.exception("command %s failed", command.name)
-            self.publish_event("error", message=f"command {command.name} failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the app's handler must not kill paho's network thread
+            self._callback_failed(f"command {command.name}", exc, command.name, command.request_id, reply=True)
+
+
+def _requester(message) -> tuple[str | None, str | int | None]:
+    """Best effort: the `command` and `id` of a `set` payload that made a callback fail, to address the reply."""
+    try:
+        data = json.loads(message.payload) if len(message.payload) <= MAX_PAYLOAD else None
+        if not isinstance(data, dict):
+            return None, None
+        command, request_id = data.get("command"), data.get("id")
+        command = command if isinstance(command, str) and len(command) <= 40 else None
+        if not (isinstance(request_id, str) and len(request_id) <= 64
+                or type(request_id) is int and abs(request_id) < 2**63):
+            request_id = None
+        return command, request_id
+    except Exception:  # noqa: BLE001 - RecursionError, bad bytes, ...: then nobody is addressed
+        return None, None
 
 
 def _set_tls(client: mqtt.Client, s: MqttSettings) -> None:

@@ -1,0 +1,306 @@
+"""The controller: one run of the appliance's pipeline, with commands, pause, thresholds and stats.
+
+Threads: the loop runs in the caller's thread and owns the pipeline (estimator, tracker, sinks'
+`publish`). Other threads only hand work over: the source's capture thread through its frame slot, paho's
+network thread and gpiozero's button thread through `command()` (a queue drained between frames), a
+signal handler through `stop()` (an Event). The MQTT sender thread lives inside MqttSink and shares only
+its outbox and a locked latency list with it. Whatever way the loop ends, `close()` closes every sink
+(outputs safe, `offline` published), releases the camera and the model.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .. import commands
+from ..errors import PiposerError
+from ..events import EventBus, EventKind
+from ..sinks import Sink
+from ..sources import open_source
+from ..systemd import Notifier
+from ..tracking import Tracker
+from .pipeline import LoopStats, Pipeline
+
+MQTT_CONNECT_WAIT = 5.0  # seconds the broker gets to accept us before READY (it is retried after that anyway)
+
+
+@dataclass
+class LoopSettings:
+    """[loop]: frame-rate cap, which poses go on to the tracker and sinks, stats, and where snapshots go.
+
+    `max_fps` = 0 runs as fast as frames come; a cap sleeps *before* taking the newest frame, so it
+    saves CPU without adding latency. Poses scoring below `min_pose_score` are dropped before tracking
+    (weak detections flicker and would each cost a fresh id). An empty `snapshot_dir` means $STATE_DIRECTORY/snapshots under
+    systemd, else ./snapshots.
+    """
+
+    max_fps: float = 0.0
+    min_pose_score: float = 0.3
+    stats_interval: float = 10.0
+    stats_window: int = 300
+    snapshot_dir: str = ""
+
+    def __post_init__(self):
+        if self.max_fps < 0:
+            raise ValueError(f"loop.max_fps must be >= 0 (0 = no cap), not {self.max_fps}")
+        if not 0.0 <= self.min_pose_score <= 1.0:
+            raise ValueError(f"loop.min_pose_score must be within 0..1, not {self.min_pose_score}")
+        if self.stats_interval <= 0:
+            raise ValueError(f"loop.stats_interval must be > 0 seconds, not {self.stats_interval}")
+        if self.stats_window < 2:
+            raise ValueError(f"loop.stats_window must be >= 2 frames, not {self.stats_window}")
+
+    def snapshot_path(self, state_directory: str = "") -> Path:
+        if self.snapshot_dir:
+            return Path(self.snapshot_dir).expanduser()
+        state = state_directory.split(":")[0]
+        return Path(state) / "snapshots" if state else Path("snapshots")
+
+
+class App:
+    """One run of the pipeline built from a Config; `open()`, then `run()`, and always `close()`.
+
+    Thread-safe entry points: `command(cmd)` (e.g. from the MQTT thread) and `stop()` (e.g. from a
+    signal handler). `run()` returns why it ended: "finished" (end of input), "stopped" or "reload".
+    `pin_factory` goes to every gpiozero device (a MockFactory in tests).
+    """
+
+    def __init__(self, config, *, load_config: Callable[[], object] | None = None,
+                 notifier: Notifier | None = None, log: Callable[[str], None] = print,
+                 stop: threading.Event | None = None, pin_factory=None):
+        self.config = config
+        self.load_config = load_config
+        self.notifier = notifier or Notifier()
+        self.log = log
+        self.pin_factory = pin_factory
+        self.settings: LoopSettings = config.loop
+        self.bus = EventBus(log)
+        self.pipeline: Pipeline | None = None
+        self.paused = False
+        self.next_config = None
+        self.reload_reply: dict = {}  # the reload command's reply fields, for a reload that fails to open
+        self._stats = LoopStats(self.settings.stats_window)
+        self._commands: queue.Queue = queue.Queue()
+        self._stop = stop or threading.Event()
+        self._last_start = 0.0
+
+    # -- thread-safe controls --------------------------------------------------------------
+
+    def command(self, cmd: commands.Command) -> None:
+        """Queue a command for the loop thread (MQTT's callback calls this)."""
+        self._commands.put(cmd)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> App:
+        """Load the model, open the source, connect the sinks; on any failure close what was opened."""
+        from ..estimators import create
+
+        self.pipeline = Pipeline(None, tracker=Tracker(self.config.tracking),
+                                 min_pose_score=self.settings.min_pose_score, stats_window=self.settings.stats_window)
+        self._stats = self.pipeline.stats
+        try:
+            self.notifier.status("loading model")
+            self.pipeline.estimator = create(self.config)
+            self.notifier.status("opening source")
+            self.pipeline.source = open_source(self.config.source, log=self.log)
+            self.log(f"source: {self.pipeline.source.description}")
+            self.notifier.status("connecting sinks")
+            for sink in self._sinks():
+                self.pipeline.sinks.append(sink)
+                self.bus.subscribe(sink.on_event)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Close the sinks in order: GPIO first (outputs safe, its final `falling` events still go out over
+        MQTT), then MQTT (`offline` published); then the source (camera released), then the model."""
+        if self.pipeline is None:
+            return
+        pipeline, self.pipeline = self.pipeline, None
+        errors = pipeline.close()
+        if errors:
+            self.log("errors while closing: " + "; ".join(errors))
+
+    def __enter__(self) -> App:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def stats(self) -> LoopStats:
+        return self._stats
+
+    @property
+    def tracker(self) -> Tracker | None:
+        return self.pipeline.tracker if self.pipeline else None
+
+    def run(self, max_frames: int | None = None) -> str:
+        """Process frames until the input ends, `stop()` is called, `max_frames` are done or a reload is due."""
+        pipeline = self.pipeline
+        self.notifier.ready(f"running: {pipeline.source.description}")
+        next_stats = time.monotonic() + self.settings.stats_interval
+        while not self._stop.is_set():
+            self._handle_commands()
+            if self.next_config is not None:
+                return "reload"
+            for event in pipeline.source.events():
+                self.bus.emit(event.kind, **event.fields)
+            now = time.monotonic()
+            if now >= next_stats:
+                self.publish_stats()
+                next_stats = now + self.settings.stats_interval
+            waiting = [s for s in pipeline.sinks if s.wants_frame]
+            if self.paused and not pipeline.source.live and not waiting:
+                self.notifier.frame_advanced()  # deliberately idle, not stuck
+                self._stop.wait(0.1)
+                continue
+            self._pace()
+            started = time.monotonic()
+            frame = pipeline.read(timeout=0.5)
+            if frame is None:
+                if pipeline.source.finished:
+                    return "finished"
+                continue
+            self.notifier.frame_advanced()
+            if self.paused:
+                if waiting:  # served from a fresh frame, which the other sinks do not see
+                    poses = pipeline.estimate(frame)
+                    for sink in waiting:
+                        sink.publish(frame, poses)
+                continue
+            pipeline.process(frame, {"read": time.monotonic() - started})
+            if max_frames is not None and self.stats.frames >= max_frames:
+                return "finished"
+        return "stopped"
+
+    def _pace(self) -> None:
+        """With max_fps set, wait out the rest of the frame period before taking the newest frame."""
+        if self.settings.max_fps > 0:
+            due = self._last_start + 1.0 / self.settings.max_fps
+            delay = due - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+        self._last_start = time.monotonic()
+
+    # -- stats, commands ---------------------------------------------------------------------
+
+    def stats_dict(self) -> dict:
+        data = self.stats.as_dict()
+        data["paused"] = self.paused
+        estimator = self.pipeline.estimator if self.pipeline else None
+        data["model"] = getattr(estimator, "model_name", None)
+        data["estimator_ms"] = {k: round(v * 1000, 2) for k, v in getattr(estimator, "timings", {}).items()}
+        data["source"] = self.pipeline.source.stats() if self.pipeline and self.pipeline.source else {}
+        return data
+
+    def publish_stats(self) -> None:
+        data = self.stats_dict()
+        latency = data["latency_ms"]["p50"]
+        self.notifier.status(
+            f"{'paused' if self.paused else 'running'}: {data['fps']} fps, latency p50 {latency} ms, "
+            f"{data['people']} people, source {'up' if data['source'].get('connected') else 'DOWN'}"
+        )
+        for sink in self.pipeline.sinks:
+            sink.on_stats(data)
+
+    def _handle_commands(self) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            self._apply(cmd)
+
+    def _apply(self, cmd: commands.Command) -> None:
+        reply = {"command": cmd.name, **({"id": cmd.request_id} if cmd.request_id is not None else {})}
+        if isinstance(cmd, (commands.Pause, commands.Resume, commands.TogglePause)):
+            self._set_paused(not self.paused if isinstance(cmd, commands.TogglePause) else isinstance(cmd, commands.Pause))
+            self.bus.emit(EventKind.PAUSED if self.paused else EventKind.RESUMED, **reply)
+            self.publish_stats()
+        elif isinstance(cmd, commands.ReloadConfig):
+            self._reload(reply)
+        elif isinstance(cmd, commands.SetThresholds):
+            self._set_thresholds(cmd, reply)
+        else:
+            for sink in self.pipeline.sinks:
+                sink.on_command(cmd)
+
+    def _set_paused(self, pause: bool) -> None:
+        """Pausing leaves nobody detected: every sink hears `pause("paused")` (GPIO outputs go safe, active
+        rules report `falling`; MQTT publishes one empty frame)."""
+        if pause and not self.paused:
+            for sink in self.pipeline.sinks:
+                sink.pause("paused")
+        elif self.paused and not pause:
+            for sink in self.pipeline.sinks:
+                sink.resume()
+        self.paused = pause
+
+    def _reload(self, reply: dict) -> None:
+        if self.load_config is None:
+            self.bus.emit(EventKind.COMMAND_FAILED, **reply, error="no config file to reload from")
+            return
+        try:
+            self.next_config = self.load_config()
+        except PiposerError as exc:  # keep running on the old config
+            self.bus.emit(EventKind.COMMAND_FAILED, **reply, error=str(exc))
+            return
+        self.reload_reply = reply
+        self.bus.emit(EventKind.RELOADING, **reply)
+
+    def _set_thresholds(self, cmd: commands.SetThresholds, reply: dict) -> None:
+        """Keypoint threshold: the estimator's; pose threshold: the pipeline's filter."""
+        estimator = self.pipeline.estimator
+        if cmd.keypoint_threshold is not None:
+            estimator.set_thresholds(keypoint_threshold=cmd.keypoint_threshold)
+        if cmd.pose_threshold is not None:
+            self.pipeline.min_pose_score = cmd.pose_threshold
+        self.bus.emit(EventKind.THRESHOLDS, **reply, keypoint_threshold=estimator.keypoint_threshold,
+                      pose_threshold=self.pipeline.min_pose_score)
+
+    # -- building --------------------------------------------------------------------------
+
+    def _sinks(self) -> list[Sink]:
+        """GPIO rules first (closest to real time), then MQTT, then snapshots; MQTT gets a few seconds to
+        connect before READY."""
+        from ..sinks.snapshot import SnapshotSink
+
+        sinks: list[Sink] = []
+        cfg = self.config
+        if cfg.rules or cfg.outputs or cfg.button:
+            from ..gpio import RulesSink
+
+            sinks.append(RulesSink(cfg.rules, cfg.outputs, button=cfg.button, emit=self.bus.emit,
+                                   on_request=self._request, pin_factory=self.pin_factory))
+        mqtt = cfg.mqtt
+        if mqtt.enabled:
+            from ..sinks.mqtt import MqttSink
+
+            client = MqttSink(mqtt, model_name=self.pipeline.estimator.model_name, on_command=self.command,
+                              stats_interval=self.settings.stats_interval)
+            sinks.append(client)
+            client.start()
+            if not client.connected.wait(MQTT_CONNECT_WAIT):
+                self.log(f"MQTT broker {mqtt.host}:{mqtt.port} not reachable yet ({client.last_error}); "
+                         "running anyway and retrying in the background")
+        folder = self.settings.snapshot_path(os.environ.get("STATE_DIRECTORY", ""))
+        sinks.append(SnapshotSink(folder, emit=self.bus.emit, mirrored=cfg.model.flip_horizontal))
+        return sinks
+
+    def _request(self, name: str) -> None:
+        """The GPIO button (from gpiozero's thread) asks for "toggle", which the loop turns into pause or
+        resume from its own state, or for "snapshot"."""
+        self.command(commands.TogglePause() if name == "toggle" else commands.COMMANDS[name]())

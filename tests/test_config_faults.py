@@ -1,0 +1,68 @@
+"""Bad config files through the real CLI: one line on stderr naming the file or key, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PIPOSER = Path(sys.executable).with_name("piposer")
+
+
+def config(args, path):
+    return subprocess.run([str(PIPOSER), "config", *args, "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line_error(result, *names):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert any(name in lines[0] for name in names), lines[0]
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[mqtt]\nhost = "caf\xe9"\n')
+    assert_one_line_error(config(["check"], path), str(path))
+
+
+def test_nested_too_deeply(tmp_path):
+    path = tmp_path / "deep.toml"
+    path.write_text("a = " + "[" * 10000 + "]" * 10000 + "\n")
+    assert_one_line_error(config(["check"], path), str(path))
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[posenet]\nscore_threshold = 2.0", "posenet.score_threshold"),
+    ("[posenet]\nmin_pose_score = -3", "posenet.min_pose_score"),
+    ("[model]\nnum_threads = 100000", "model.num_threads"),
+    ("[posenet]\ninput_size = [8001, 8001]", "posenet.input_size"),
+    ("[posenet]\noutput_stride = 16\ninput_size = [250, 250]", "posenet.input_size"),
+])
+def test_out_of_range(tmp_path, text, key):
+    path = tmp_path / "range.toml"
+    path.write_text(text + "\n")
+    assert_one_line_error(config(["check"], path), key)
+
+
+def test_missing_password_file(tmp_path):
+    missing = tmp_path / "no-such-password"
+    path = tmp_path / "mqtt.toml"
+    path.write_text(f'[mqtt]\nusername = "pi"\npassword_file = "{missing}"\n')
+    result = config(["check"], path)
+    assert_one_line_error(result, "mqtt.password_file")
+    assert str(missing) in result.stderr
+
+
+def test_show_masks_url_password(tmp_path):
+    path = tmp_path / "stream.toml"
+    path.write_text('[source]\nsource = "rtsp://admin:hunter2@192.168.1.20:554/stream1"\n')
+    result = config(["show"], path)
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout
+    assert json.loads(result.stdout)["source"]["source"] == "rtsp://admin:***@192.168.1.20:554/stream1"
