@@ -39,12 +39,12 @@ def make_sink():
     """Build sinks on a test broker with quick reconnects; all are closed at the end of the test."""
     sinks = []
 
-    def make(broker: Broker, *, start: bool = True, on_command=None, **overrides) -> MqttSink:
+    def make(broker: Broker, *, start: bool = True, on_request=None, **overrides) -> MqttSink:
         settings = MqttSettings(**{
             "host": broker.host, "port": broker.port, "device_id": "test", "keepalive": 5,
             "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2, **overrides,
         })
-        sink = MqttSink(settings, model_name="posenet", on_command=on_command)
+        sink = MqttSink(settings, model_name="posenet", on_request=on_request)
         sinks.append(sink)
         if start:
             sink.start()
@@ -241,7 +241,7 @@ def test_authentication(tmp_path, make_sink, caplog, monkeypatch):
 
 def test_set_commands(broker, make_sink):
     received = []
-    make_sink(broker, on_command=received.append)
+    make_sink(broker, on_request=received.append)
     with Subscriber(broker, "piposer/test/events") as sub:
         sub.publish("piposer/test/set", '{"command": "pause", "id": "a1"}')
         sub.publish("piposer/test/set", '{"command": "thresholds", "keypoint_threshold": 0.25}')
@@ -262,7 +262,7 @@ def test_retained_command_is_not_replayed_on_reconnect(broker, make_sink):
     received = []
     with Subscriber(broker, "piposer/test/events") as sub:
         sub.publish("piposer/test/set", '{"command": "snapshot"}', retain=True)
-        make_sink(broker, on_command=received.append)
+        make_sink(broker, on_request=received.append)
         (event,) = sub.wait_for("piposer/test/events")
         assert event.json()["error"] == "retained commands are ignored: publish to set without the retain flag"
         assert received == []
@@ -270,7 +270,7 @@ def test_retained_command_is_not_replayed_on_reconnect(broker, make_sink):
 
 def test_fuzzed_set_payloads_change_nothing(broker, make_sink):
     received = []
-    sink = make_sink(broker, on_command=received.append, discovery=False)
+    sink = make_sink(broker, on_request=received.append, discovery=False)
     with Subscriber(broker, "piposer/test/events") as sub:
 
         @hsettings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

@@ -41,7 +41,7 @@ def make_sink():
             "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2, **overrides,
         })
         received: list[Command] = []
-        sink = MqttSink(settings, model_name="posenet", on_command=received.append)
+        sink = MqttSink(settings, model_name="posenet", on_request=received.append)
         sink.received = received
         sinks.append(sink)
         sink.start()
@@ -205,7 +205,7 @@ def test_failing_command_handler_is_answered_with_command_failed(broker, make_si
     def refuse(command):
         raise RuntimeError("queue is closed")
 
-    sink.on_command = refuse
+    sink.on_request = refuse
     with Subscriber(broker, "piposer/test/events") as sub:
         sub.publish("piposer/test/set", '{"command": "reload", "id": 9}')
         replies = [without_timestamp(m.json()) for m in sub.wait_for("piposer/test/events", 2)]

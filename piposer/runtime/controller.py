@@ -289,7 +289,7 @@ class App:
         if mqtt.enabled:
             from ..sinks.mqtt import MqttSink
 
-            client = MqttSink(mqtt, model_name=self.pipeline.estimator.model_name, on_command=self.command,
+            client = MqttSink(mqtt, model_name=self.pipeline.estimator.model_name, on_request=self.command,
                               stats_interval=self.settings.stats_interval)
             sinks.append(client)
             client.start()

@@ -131,7 +131,7 @@ def _check_topic_part(key: str, value: str, slashes: bool) -> None:
 class MqttSink(Sink):
     """Publishes to `<prefix>/<device_id>/{availability,poses,state,stats,events}` and listens on `.../set`.
 
-    `on_command` is called from paho's network thread with each validated command; it should only
+    `on_request` is called from paho's network thread with each validated command; it should only
     queue the command for the app's own thread. `clock` is the monotonic clock frames are stamped with.
     Events from the bus go out on `events`, loop stats on `stats`; pausing publishes one empty frame.
     """
@@ -143,13 +143,13 @@ class MqttSink(Sink):
         settings: MqttSettings,
         *,
         model_name: str,
-        on_command: Callable[[Command], None] | None = None,
+        on_request: Callable[[Command], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         stats_interval: float = 10.0,
     ):
         self.settings = settings
         self.model_name = model_name
-        self.on_command = on_command
+        self.on_request = on_request
         self.clock = clock
         self.stats_interval = stats_interval
         base = settings.base_topic
@@ -370,7 +370,7 @@ class MqttSink(Sink):
         self._ever_connected = True
         self.last_error = None
         log.info("connected to MQTT broker %s:%d as %s", s.host, s.port, s.device)
-        if self.on_command is not None:
+        if self.on_request is not None:
             client.subscribe(self.topics["set"], qos=1)
         if s.discovery:
             client.subscribe(self.discovery_status_topic, qos=1)
@@ -437,7 +437,7 @@ class MqttSink(Sink):
             return
         self.publish_event("command", command=command.name, id=command.request_id)
         try:
-            self.on_command(command)
+            self.on_request(command)
         except Exception as exc:  # noqa: BLE001 - the app's handler must not kill paho's network thread
             self._callback_failed(f"command {command.name}", exc, command.name, command.request_id, reply=True)
 
