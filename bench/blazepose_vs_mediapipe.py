@@ -182,7 +182,7 @@ def coco_table() -> None:
     from piposer.estimators import ModelSettings
     from piposer.estimators.blazepose import BlazePoseEstimator, BlazePoseSettings, to_coco17
     from piposer.estimators.posenet import PoseNetEstimator
-    from piposer.evaluate import coco_eval, predict
+    from piposer.tools.evaluate import coco_eval, predict
 
     annotations = SHARED / "data/coco_dev/person_keypoints.json"
     print("| model | AP | AP50 | AP75 | AR |\n|---|---|---|---|---|")

@@ -1,6 +1,6 @@
 """PoseNet speed on this machine: interpreter, preprocessing, decode and whole-frame medians on the coco_dev photos.
 
-Stage times come from `piposer.benchmark.time_estimator` (each image `--repeat` times in a row, as a
+Stage times come from `piposer.tools.benchmark.time_estimator` (each image `--repeat` times in a row, as a
 camera stream would run). The decoder is also timed against the plain-Python reference decoder
 (tests/posenet_reference.py) on the same tensors, interleaved, so the ratio is side by side.
 Usage: python bench/posenet_bench.py [--model posenet] [--threads N] [--repeat 20]
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("PIPOSER_MODEL_DIR", f"{SHARED}/models{os.pathsep}{SHARED}/models/converted_from_tfjs")
 
-from piposer.benchmark import print_report, time_estimator  # noqa: E402
+from piposer.tools.benchmark import print_report, time_estimator  # noqa: E402
 from piposer.estimators import ModelSettings  # noqa: E402
 from piposer.estimators.posenet import PoseNetEstimator, PoseNetSettings, heatmap_scores  # noqa: E402
 from piposer.estimators.posenet_decoder import decode_multiple  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import DATA, MODELS
 from piposer.errors import PiposerError
-from piposer.evaluate import oks
+from piposer.tools.evaluate import oks
 from piposer.estimators import ModelSettings
 from piposer.estimators.blazepose import BlazePoseEstimator, BlazePoseSettings, to_coco17
 from piposer.types import BLAZEPOSE33, COCO17, Frame

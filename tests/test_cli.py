@@ -10,7 +10,7 @@ import sys
 import cv2
 import pytest
 
-from piposer.cli import main
+from piposer.tools.cli import main
 from piposer.types import COCO17
 
 from conftest import DATA

@@ -12,7 +12,7 @@ import pytest
 from piposer.errors import PiposerError
 from piposer.estimators import ModelSettings
 from piposer.estimators.posenet import PoseNetEstimator, PoseNetSettings, aspect_input_size
-from piposer.evaluate import oks
+from piposer.tools.evaluate import oks
 from piposer.types import COCO17, Frame
 
 from conftest import DATA, MODELS

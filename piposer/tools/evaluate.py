@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PiposerError
-from .tracking import oks_matrix, sigmas
-from .runtime.pipeline import Pipeline
-from .sources import read_frame
-from .types import COCO17, Pose
+from ..errors import PiposerError
+from ..tracking import oks_matrix, sigmas
+from ..runtime.pipeline import Pipeline
+from ..sources import read_frame
+from ..types import COCO17, Pose
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 

@@ -6,8 +6,8 @@ import statistics
 import time
 from pathlib import Path
 
-from .runtime.pipeline import Pipeline
-from .sources import read_frame
+from ..runtime.pipeline import Pipeline
+from ..sources import read_frame
 
 
 def time_estimator(estimator, images: list[Path], repeat: int) -> dict[str, float]:

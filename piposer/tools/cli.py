@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from .errors import PiposerError
+from .. import __version__
+from ..errors import PiposerError
 
 log = logging.getLogger("piposer")
 
@@ -24,7 +24,7 @@ def shared_path(*parts: str) -> Path:
 
 def load_config(args):
     """The config file (--config, $PIPOSER_CONFIG or /etc/piposer/config.toml) with command-line overrides."""
-    from . import config
+    from .. import config
 
     cfg = config.load(config.config_file(args.config))
     if getattr(args, "model", None):
@@ -35,11 +35,11 @@ def load_config(args):
 
 
 def cmd_image(args) -> int:
-    from .estimators import create
-    from .runtime.pipeline import Pipeline
-    from .sinks.files import free_path, image_document, write_bytes, write_image
-    from .sinks.render import draw, parse_overlay
-    from .sources import read_frame
+    from ..estimators import create
+    from ..runtime.pipeline import Pipeline
+    from ..sinks.files import free_path, image_document, write_bytes, write_image
+    from ..sinks.render import draw, parse_overlay
+    from ..sources import read_frame
 
     overlay = parse_overlay(args.overlay)
     cfg = load_config(args)
@@ -66,13 +66,13 @@ def cmd_image(args) -> int:
 
 def cmd_video(args) -> int:
     """The pipeline over a video file, with a video sink (poses drawn) and optionally a data sink (CSV/JSONL)."""
-    from .estimators import create
-    from .runtime.pipeline import Pipeline
-    from .sinks.files import PoseDataWriter, VideoSink, free_path
-    from .sinks.render import parse_overlay
-    from .sinks.progress import Progress
-    from .sources import open_video
-    from .tracking import Tracker
+    from ..estimators import create
+    from ..runtime.pipeline import Pipeline
+    from ..sinks.files import PoseDataWriter, VideoSink, free_path
+    from ..sinks.render import parse_overlay
+    from ..sinks.progress import Progress
+    from ..sources import open_video
+    from ..tracking import Tracker
 
     overlay = parse_overlay(args.overlay)
     cfg = load_config(args)
@@ -100,7 +100,7 @@ def cmd_video(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .runtime.supervisor import run
+    from ..runtime.supervisor import run
 
     def configured():
         cfg = load_config(args)
@@ -112,7 +112,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from . import modelstore
+    from .. import modelstore
 
     manifest = modelstore.load_manifest()
     names = args.names or list(manifest)
@@ -145,8 +145,8 @@ def cmd_models(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from . import config
-    from .estimators import create, family_of
+    from .. import config
+    from ..estimators import create, family_of
     from .evaluate import STAT_NAMES, coco_eval, predict
 
     annotations = Path(args.data) if args.data else shared_path("data", "coco_dev", "person_keypoints.json")
@@ -159,7 +159,7 @@ def cmd_eval(args) -> int:
         base.model.name = name
         to_coco = None
         if family_of(name) == "blazepose":
-            from .estimators.blazepose import to_coco17 as to_coco
+            from ..estimators.blazepose import to_coco17 as to_coco
         stats = coco_eval(annotations, predict(create(base, running_mode="image"), annotations, to_coco))
         print(f"{name:22}" + "".join(f"{stats[s]:7.3f}" for s in STAT_NAMES))
     return 0
@@ -167,7 +167,7 @@ def cmd_eval(args) -> int:
 
 def cmd_bench(args) -> int:
     from .benchmark import print_report, time_estimator
-    from .estimators import create
+    from ..estimators import create
 
     cfg = load_config(args)
     folder = Path(args.images) if args.images else shared_path("data", "coco_dev", "images")
@@ -180,7 +180,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from . import config
+    from .. import config
 
     path = config.config_file(args.config)
     cfg = config.load(path)
