@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 
-from piposer.gpio import RulesSink  # noqa: E402
+from piposer.sinks.gpio import RulesSink  # noqa: E402
 from piposer.rules import RulesEngine  # noqa: E402
 from piposer.types import Frame  # noqa: E402
 from rules_poses import STANDING, Clock, pose, sections  # noqa: E402

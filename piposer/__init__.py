@@ -15,8 +15,8 @@ _EXPORTS = {
     "Pose": "piposer.types",
     "Keypoint": "piposer.types",
     "Frame": "piposer.types",
-    "Tracker": "piposer.tracking",
-    "open_source": "piposer.sources",
+    "Tracker": "piposer.tracking.tracker",
+    "open_source": "piposer.sources.feed",
     "Pipeline": "piposer.runtime.pipeline",
     "Sink": "piposer.sinks",
     "Event": "piposer.events",
@@ -30,16 +30,6 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+from .lazy import exports  # noqa: E402
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'piposer' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -135,15 +135,13 @@ def as_dict(obj: Any, secret_keys: tuple[str, ...] = ("password",)) -> Any:
 
 
 # The top-level config: one field per [section]. Each section's dataclass lives in its module.
-from .estimators import ModelSettings  # noqa: E402
-from .estimators.posenet import PoseNetSettings  # noqa: E402
-from .sources import SourceSettings  # noqa: E402
-from .tracking import TrackingSettings  # noqa: E402
-from .runtime.controller import LoopSettings  # noqa: E402
-from .estimators.blazepose import BlazePoseSettings  # noqa: E402
-from .sinks.mqtt import MqttSettings  # noqa: E402
-from .rules import RuleSettings  # noqa: E402
-from .gpio import ButtonSettings, OutputSettings, check_wiring  # noqa: E402
+from .estimators.settings import BlazePoseSettings, ModelSettings, PoseNetSettings  # noqa: E402
+from .sources.settings import SourceSettings  # noqa: E402
+from .tracking.settings import TrackingSettings  # noqa: E402
+from .runtime.settings import LoopSettings  # noqa: E402
+from .sinks.mqtt_settings import MqttSettings  # noqa: E402
+from .rules.settings import RuleSettings  # noqa: E402
+from .rules.wiring import ButtonSettings, OutputSettings, check_wiring  # noqa: E402
 
 
 @dataclass

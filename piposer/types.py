@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where arrays are made: the config loader needs these types, not numpy
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -141,12 +144,18 @@ class Pose:
 
     def xy(self) -> np.ndarray:
         """Keypoint pixel positions as a (K, 2) float array."""
+        import numpy as np
+
         return np.array([(k.x, k.y) for k in self.keypoints], dtype=np.float64)
 
     def scores(self) -> np.ndarray:
+        import numpy as np
+
         return np.array([k.score for k in self.keypoints], dtype=np.float64)
 
     def detected(self) -> np.ndarray:
+        import numpy as np
+
         return np.array([k.detected for k in self.keypoints], dtype=bool)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from piposer.config import build
-from piposer.gpio import ButtonSettings, OutputSettings
+from piposer.rules import ButtonSettings, OutputSettings
 from piposer.rules import RuleSettings
 from piposer.types import COCO17, Layout, Pose, make_pose
 

@@ -23,10 +23,10 @@ from piposer import commands, config
 from piposer.runtime.controller import App
 from piposer.runtime.supervisor import run
 from piposer.errors import PiposerError
-from piposer.gpio import ButtonSettings, OutputSettings
+from piposer.rules import ButtonSettings, OutputSettings
 from piposer.rules import ActionSettings, Condition, RuleSettings, Zone
 from piposer.sinks.mqtt import MqttSettings
-from piposer.systemd import Notifier
+from piposer.runtime.systemd import Notifier
 from test_sources import wait_for
 from test_systemd import NotifySocket
 

@@ -15,7 +15,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from piposer.errors import PiposerError
-from piposer.gpio import RulesSink
+from piposer.sinks.gpio import RulesSink
 from piposer.types import Frame
 
 from rules_poses import Clock, hand_raised, pose, sections
@@ -344,7 +344,8 @@ def test_outputs_go_safe_at_exit_after_sigterm_or_a_crash(tmp_path):
     script.write_text(textwrap.dedent("""
         import os, signal, sys, time
         os.environ["GPIOZERO_PIN_FACTORY"] = "mock"
-        from piposer.gpio import OutputSettings, RulesSink
+        from piposer.rules import OutputSettings
+        from piposer.sinks.gpio import RulesSink
         from piposer.rules import ActionSettings, Condition, RuleSettings
         from piposer.types import Frame
         from rules_poses import pose

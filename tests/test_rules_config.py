@@ -9,7 +9,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from piposer.config import load
-from piposer.gpio import RulesSink
+from piposer.sinks.gpio import RulesSink
 from piposer.types import Frame
 
 from conftest import ROOT

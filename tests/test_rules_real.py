@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from piposer.gpio import RulesSink
+from piposer.sinks.gpio import RulesSink
 from piposer.rules import RuleSettings, RulesEngine
 from piposer.types import COCO17, Frame, make_pose
 

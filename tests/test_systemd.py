@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from piposer.systemd import Notifier
+from piposer.runtime.systemd import Notifier
 
 
 class NotifySocket:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ..checks import check_range
 from ..errors import ConfigError, SourceError
+from .settings import BlazePoseSettings, ModelSettings, PoseNetSettings  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:  # numpy and the pose types are imported on first use: the config loader needs neither
     import numpy as np
 
     from ..types import Frame, Layout, Pose
-
-MAX_THREADS = 64
-
 
 class Estimator(Protocol):
     """Anything that takes a frame and returns the poses in it (source-image pixel coordinates)."""
@@ -102,29 +98,6 @@ def settings_from(options: dict, *defaults):
     if remaining:
         raise ConfigError(f"unknown setting {', '.join(sorted(remaining))!s}")
     return result
-
-
-def default_threads() -> int:
-    """Half the CPU cores (2 on a Pi 4 or 5): the rest stay free for capture, MQTT and the OS.
-
-    TFLite's thread pool spins while it waits, so asking for every core stalls inference badly as
-    soon as anything else wants the CPU (measured here: 240 ms instead of 12 ms per frame).
-    """
-    return max(1, (os.cpu_count() or 2) // 2)
-
-
-@dataclass
-class ModelSettings:
-    """[model]: which model to run and the settings every family shares."""
-
-    name: str = "posenet"
-    num_threads: int = field(default_factory=default_threads)
-    keypoint_threshold: float = 0.3
-    flip_horizontal: bool = False
-
-    def __post_init__(self):
-        check_range("model.num_threads", self.num_threads, 1, MAX_THREADS)
-        check_range("model.keypoint_threshold", self.keypoint_threshold, 0, 1)
 
 
 def family_of(name: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 import cv2
 import numpy as np
@@ -22,6 +21,7 @@ from ..errors import PiposerError
 from ..smoothing import LowPassFilter, OneEuroFilter, OneEuroParams
 from ..types import BLAZEPOSE33, COCO17, Frame, Pose, box_of, make_pose
 from . import BaseEstimator, ModelSettings, settings_from
+from .settings import BlazePoseSettings
 from .roi import Roi, crop, letterbox_padding, letterbox_roi, paste, roi_from_alignment
 from .ssd import decode, remove_letterbox, sigmoid, ssd_anchors, weighted_nms
 
@@ -40,31 +40,6 @@ LANDMARK_FILTER = OneEuroParams(min_cutoff=0.05, beta=80.0, derivate_cutoff=1.0)
 AUX_FILTER = OneEuroParams(min_cutoff=0.01, beta=10.0, derivate_cutoff=1.0)
 WORLD_FILTER = OneEuroParams(min_cutoff=0.1, beta=40.0, derivate_cutoff=1.0)
 VISIBILITY_ALPHA = 0.1
-
-
-@dataclass
-class BlazePoseSettings:
-    """[blazepose]: options named as in MediaPipe's Pose Landmarker; `model.name` picks lite/full/heavy.
-
-    `running_mode = "image"` treats every frame on its own; "video" tracks people from frame to frame
-    (skipping the detector while they stay found) and smooths landmarks if `smooth_landmarks`.
-    """
-
-    running_mode: Literal["image", "video"] = "video"
-    num_poses: int = 1
-    min_pose_detection_confidence: float = 0.5
-    min_pose_presence_confidence: float = 0.5
-    min_tracking_confidence: float = 0.5
-    output_segmentation_masks: bool = False
-    smooth_landmarks: bool = True
-    detector: str = "blazepose-detector"
-
-    def __post_init__(self):
-        from ..checks import check_range
-
-        check_range("blazepose.num_poses", self.num_poses, 1, 100)
-        for name in ("min_pose_detection_confidence", "min_pose_presence_confidence", "min_tracking_confidence"):
-            check_range(f"blazepose.{name}", getattr(self, name), 0, 1)
 
 
 def _shapes(tensors: list[Tensor]) -> str:

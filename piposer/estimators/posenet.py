@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
@@ -20,42 +19,9 @@ from ..backend import Model, Tensor
 from ..errors import PiposerError
 from ..types import COCO17, Frame, Pose, make_pose
 from . import BaseEstimator, ModelSettings, settings_from
+from .settings import PoseNetSettings
 from .posenet_decoder import Decoded, decode_multiple, decode_single
 from .ssd import sigmoid
-
-
-MAX_INPUT_SIDE = 4096  # px per side of the model input: beyond this a Pi runs out of memory, not accuracy
-
-
-@dataclass
-class PoseNetSettings:
-    """[posenet]: decoder and input settings (names follow tfjs-models PoseNet)."""
-
-    decoder: Literal["multi", "single"] = "multi"
-    output_stride: Literal[8, 16, 32] | None = None
-    input_size: list[int] | None = None
-    max_poses: int = 10
-    score_threshold: float = 0.15
-    nms_radius: float = 20.0
-    min_pose_score: float = 0.1
-
-    def __post_init__(self):
-        from ..checks import check_range
-
-        if self.input_size is not None:
-            if len(self.input_size) != 2:
-                raise ValueError(f"posenet.input_size must be [height, width], not {self.input_size}")
-            for side, value in zip(("height", "width"), self.input_size):
-                check_range(f"posenet.input_size {side}", value, 33, MAX_INPUT_SIDE)
-                # without output_stride the model's stride is known only once it is loaded (checked then)
-                if self.output_stride and (value - 1) % self.output_stride:
-                    raise ValueError(
-                        f"posenet.input_size = {self.input_size}: height-1 and width-1 must be multiples of "
-                        f"posenet.output_stride {self.output_stride}")
-        check_range("posenet.max_poses", self.max_poses, 1)
-        check_range("posenet.score_threshold", self.score_threshold, 0, 1)
-        check_range("posenet.min_pose_score", self.min_pose_score, 0, 1)
-        check_range("posenet.nms_radius", self.nms_radius, 0, MAX_INPUT_SIDE, lo_open=True)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Callable
 from .. import commands
 from ..errors import PiposerError
 from ..events import EventKind
-from ..systemd import Notifier
+from .systemd import Notifier
 from .controller import App
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import check_range
-from .types import Layout, Pose
+from ..types import Layout, Pose
+from .settings import TrackingSettings
 
 # Per-keypoint OKS falloff (COCO's sigmas), by body part; BlazePose's extra points borrow their neighbour's.
 PART_SIGMAS = {
@@ -39,19 +39,6 @@ def oks_matrix(xy_a, seen_a, area_a, xy_b, seen_b, area_b, sigma) -> np.ndarray:
     terms = np.exp(-d2 / (2.0 * scale[..., None] * (2.0 * sigma) ** 2))
     count = both.sum(-1)
     return np.where(count > 0, (terms * both).sum(-1) / np.maximum(count, 1), 0.0)
-
-
-@dataclass
-class TrackingSettings:
-    """[tracking]: whether poses get ids, how alike two poses must be to be the same person, and for how long a lost one is remembered."""
-
-    enabled: bool = True
-    max_age: float = 1.0
-    min_similarity: float = 0.2
-
-    def __post_init__(self):
-        check_range("tracking.max_age", self.max_age, 0, lo_open=True)
-        check_range("tracking.min_similarity", self.min_similarity, 0, 1, lo_open=True)
 
 
 @dataclass

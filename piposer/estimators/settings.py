@@ -1,0 +1,91 @@
+"""Estimator settings: [model], [posenet], [blazepose]; light to import (the config loader needs them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..checks import check_range
+
+MAX_THREADS = 64
+MAX_INPUT_SIDE = 4096  # px per side of the model input: beyond this a Pi runs out of memory, not accuracy
+
+
+@dataclass
+class PoseNetSettings:
+    """[posenet]: decoder and input settings (names follow tfjs-models PoseNet)."""
+
+    decoder: Literal["multi", "single"] = "multi"
+    output_stride: Literal[8, 16, 32] | None = None
+    input_size: list[int] | None = None
+    max_poses: int = 10
+    score_threshold: float = 0.15
+    nms_radius: float = 20.0
+    min_pose_score: float = 0.1
+
+    def __post_init__(self):
+        from ..checks import check_range
+
+        if self.input_size is not None:
+            if len(self.input_size) != 2:
+                raise ValueError(f"posenet.input_size must be [height, width], not {self.input_size}")
+            for side, value in zip(("height", "width"), self.input_size):
+                check_range(f"posenet.input_size {side}", value, 33, MAX_INPUT_SIDE)
+                # without output_stride the model's stride is known only once it is loaded (checked then)
+                if self.output_stride and (value - 1) % self.output_stride:
+                    raise ValueError(
+                        f"posenet.input_size = {self.input_size}: height-1 and width-1 must be multiples of "
+                        f"posenet.output_stride {self.output_stride}")
+        check_range("posenet.max_poses", self.max_poses, 1)
+        check_range("posenet.score_threshold", self.score_threshold, 0, 1)
+        check_range("posenet.min_pose_score", self.min_pose_score, 0, 1)
+        check_range("posenet.nms_radius", self.nms_radius, 0, MAX_INPUT_SIDE, lo_open=True)
+
+
+@dataclass
+class BlazePoseSettings:
+    """[blazepose]: options named as in MediaPipe's Pose Landmarker; `model.name` picks lite/full/heavy.
+
+    `running_mode = "image"` treats every frame on its own; "video" tracks people from frame to frame
+    (skipping the detector while they stay found) and smooths landmarks if `smooth_landmarks`.
+    """
+
+    running_mode: Literal["image", "video"] = "video"
+    num_poses: int = 1
+    min_pose_detection_confidence: float = 0.5
+    min_pose_presence_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+    output_segmentation_masks: bool = False
+    smooth_landmarks: bool = True
+    detector: str = "blazepose-detector"
+
+    def __post_init__(self):
+        from ..checks import check_range
+
+        check_range("blazepose.num_poses", self.num_poses, 1, 100)
+        for name in ("min_pose_detection_confidence", "min_pose_presence_confidence", "min_tracking_confidence"):
+            check_range(f"blazepose.{name}", getattr(self, name), 0, 1)
+
+
+def default_threads() -> int:
+    """Half the CPU cores (2 on a Pi 4 or 5): the rest stay free for capture, MQTT and the OS.
+
+    TFLite's thread pool spins while it waits, so asking for every core stalls inference badly as
+    soon as anything else wants the CPU (measured here: 240 ms instead of 12 ms per frame).
+    """
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass
+class ModelSettings:
+    """[model]: which model to run and the settings every family shares."""
+
+    name: str = "posenet"
+    num_threads: int = field(default_factory=default_threads)
+    keypoint_threshold: float = 0.3
+    flip_horizontal: bool = False
+
+    def __post_init__(self):
+        check_range("model.num_threads", self.num_threads, 1, MAX_THREADS)
+        check_range("model.keypoint_threshold", self.keypoint_threshold, 0, 1)
