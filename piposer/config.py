@@ -142,6 +142,7 @@ from .runtime.settings import LoopSettings  # noqa: E402
 from .sinks.mqtt_settings import MqttSettings  # noqa: E402
 from .rules.settings import RuleSettings  # noqa: E402
 from .rules.wiring import ButtonSettings, OutputSettings, check_wiring  # noqa: E402
+from .rules.library import PoseSettings, check_taught  # noqa: E402
 
 
 @dataclass
@@ -158,6 +159,7 @@ class Config:
     rules: list[RuleSettings] = field(default_factory=list)
     outputs: list[OutputSettings] = field(default_factory=list)
     button: ButtonSettings | None = None
+    poses: PoseSettings = field(default_factory=PoseSettings)
 
 
 def load(path: Path | None, *, check_files: bool = True) -> Config:
@@ -168,8 +170,10 @@ def load(path: Path | None, *, check_files: bool = True) -> Config:
     try:
         config = build(Config, data, "")
         check_wiring(config.rules, config.outputs, config.button)
+        config.poses.resolve(path)
         if check_files:
             _check_files(config)
+            check_taught(config.rules, config.poses)
     except ConfigError:
         raise
     except PiposerError as exc:  # gpio/rules checks raise the general kind

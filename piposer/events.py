@@ -19,6 +19,7 @@ class EventKind(StrEnum):
 
     RULE = "rule"
     RULE_ERROR = "rule_error"
+    POSE = "pose"
     SOURCE_LOST = "source_lost"
     SOURCE_RESTORED = "source_restored"
     PAUSED = "paused"

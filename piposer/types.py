@@ -128,7 +128,9 @@ class Pose:
     """One person: keypoints in `layout` order, an instance score, a box, and a track id once tracked.
 
     `world` holds BlazePose's metric world landmarks (N x 3, metres, hip-centred) when available;
-    `mask` its segmentation mask in image coordinates when asked for.
+    `mask` its segmentation mask in image coordinates when asked for. `label` is the taught pose the
+    classifier stage (rules/poses.py) recognised, None for none; `label_confidence` is None when no
+    classifier ran.
     """
 
     keypoints: tuple[Keypoint, ...]
@@ -138,6 +140,8 @@ class Pose:
     track_id: int | None = None
     world: np.ndarray | None = field(default=None, repr=False)
     mask: np.ndarray | None = field(default=None, repr=False)
+    label: str | None = None
+    label_confidence: float | None = None
 
     def __getitem__(self, name: str) -> Keypoint:
         return self.keypoints[self.layout.index(name)]
@@ -212,6 +216,9 @@ def pose_to_dict(pose: Pose, digits: int = 4) -> dict:
         "layout": pose.layout.name,
         "keypoints": keypoints,
     }
+    if pose.label_confidence is not None:
+        out["label"] = pose.label
+        out["label_confidence"] = pose.label_confidence
     if pose.track_id is not None:
         out = {"id": pose.track_id, **out}
     return out

@@ -240,21 +240,33 @@ def test_snapshot_and_thresholds_commands(tmp_path):
     assert len(poses_seen) == 2
 
 
-def test_reload_applies_a_valid_config_and_keeps_running_on_a_bad_one(tmp_path):
+def reloaded_parts(lines: list[str]) -> set[str]:
+    """What the one `reloaded: a, b` log line says was rebuilt or reconfigured."""
+    (line,) = [line for line in lines if line.startswith("reloaded: ")]
+    return set(line.removeprefix("reloaded: ").split(", "))
+
+
+def test_reload_applies_a_valid_config_in_place_and_keeps_running_on_a_bad_one(tmp_path):
     good = tmp_path / "good.toml"
-    good.write_text('[tracking]\nmax_age = 2.5\n')
+    good.write_text(f'[source]\nsource = "{VIDEO}"\n[tracking]\nmax_age = 2.5\n[mqtt]\nenabled = false\n')
     bad = tmp_path / "bad.toml"
     bad.write_text('[tracking]\nmax_age = -1\n')
     target = {"path": bad}
     lines: list[str] = []
     with App(make_config(), load_config=lambda: config.load(target["path"]), log=lines.append) as app:
+        estimator, source, tracker = app.pipeline.estimator, app.pipeline.source, app.tracker
         app.command(commands.ReloadConfig(request_id=7))
         assert app.run(max_frames=3) == "finished"
-        assert any("command_failed" in line and "tracking.max_age must be > 0" in line for line in lines)
+        (failed,) = [json.loads(line.split(": ", 1)[1]) for line in lines if line.startswith("event command_failed")]
+        assert failed["id"] == 7 and "tracking.max_age must be > 0" in failed["error"]
+        assert app.tracker is tracker and app.config.tracking.max_age == 1.0
         target["path"] = good
         app.command(commands.ReloadConfig())
-        assert app.run() == "reload"
-        assert app.next_config.tracking.max_age == 2.5
+        assert app.run(max_frames=6) == "finished"  # the same run goes on: frames 4..6 on the new config
+        assert app.config.tracking.max_age == 2.5 and app.tracker is not tracker
+        assert app.pipeline.estimator is estimator and app.pipeline.source is source  # unchanged: kept
+        assert app.stats.frames == 6
+    assert {"tracking"} <= reloaded_parts(lines) and not {"model", "source", "MqttSink"} & reloaded_parts(lines)
 
 
 def test_failed_start_releases_what_was_opened(monkeypatch, camera_frames, tmp_path):
@@ -285,30 +297,16 @@ def test_short_soak_through_the_whole_loop():
 
 
 def test_sighup_reloads_the_config_in_process(tmp_path):
-    """`run()` wires SIGHUP to a reload: the looping first config gives way to the reloaded one, which ends."""
+    """`run()` wires SIGHUP to a reload: the looping first source gives way to the reloaded one, which ends."""
     stills = DATA / "tflite_pose_testdata"
     reloaded = tmp_path / "config.toml"
-    reloaded.write_text(f'[source]\nsource = "{stills}"\n[tracking]\nmax_age = 3.0\n')
-    cfg = make_config(str(stills))
-    cfg.source.loop = True  # would run forever without the reload
+    reloaded.write_text(f'[source]\nsource = "{stills}"\n[tracking]\nmax_age = 3.0\n[mqtt]\nenabled = false\n')
     lines: list[str] = []
-
-    def load():
-        new = config.load(reloaded)
-        new.mqtt = MqttSettings(enabled=False)
-        return new
-
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGHUP))
-    timer.start()
-    try:
-        assert run(cfg, load_config=load, log=lines.append) == 0
-    finally:
-        timer.cancel()
-    ends = [line.split(" after ")[0] for line in lines if line.startswith("loop ")]
-    assert ends == ["loop reload", "loop finished"], lines
+    code = run_with_timers(looping_stills(), lambda: config.load(reloaded), [(1.0, signal.SIGHUP)], lines)
+    assert code == 0
+    assert [line.split(" after ")[0] for line in lines if line.startswith("loop ")] == ["loop finished"], lines
+    assert {"source", "tracking"} <= reloaded_parts(lines) and "model" not in reloaded_parts(lines)
     assert any(line.startswith("event reloading:") for line in lines)
-    assert {sig: signal.getsignal(sig) for sig in before} == before  # handlers restored
 
 
 def lamp_config(broker, device_id: str, **rule):
@@ -411,9 +409,9 @@ def looping_stills():
     return cfg
 
 
-def test_reload_that_cannot_open_goes_back_to_the_previous_config(tmp_path):
+def test_reload_that_cannot_open_keeps_the_running_config(tmp_path):
     """A reloaded file that validates but cannot open (its video is missing) is reported as command_failed,
-    and the old config keeps running."""
+    and the old config keeps running without a pause."""
     reloaded = tmp_path / "config.toml"
     reloaded.write_text(f'[source]\nsource = "{tmp_path / "gone.mp4"}"\n[mqtt]\nenabled = false\n')
     lines: list[str] = []
@@ -421,34 +419,95 @@ def test_reload_that_cannot_open_goes_back_to_the_previous_config(tmp_path):
                            [(1.0, signal.SIGHUP), (3.0, signal.SIGTERM)], lines)
     assert code == 0
     ends = [line.split(" after ")[0] for line in lines if line.startswith("loop ")]
-    assert ends == ["loop reload", "loop stopped"], lines  # before the fix: PiposerError, exit 2
+    assert ends == ["loop stopped"], lines  # before the fix: PiposerError, exit 2
     (failed,) = [json.loads(line.split(": ", 1)[1]) for line in lines if line.startswith("event command_failed")]
     assert failed["command"] == "reload" and "gone.mp4" in failed["error"]
 
 
-def test_sigterm_while_reloading_is_not_lost(tmp_path):
-    """SIGTERM arriving after one App stopped for a reload and before the next one runs still stops the service."""
+def test_failed_late_reload_leaves_pins_and_mqtt_untouched(broker, tmp_path):
+    """The reported case: a reload whose config names a missing password file, with [[outputs]] defined,
+    used to exit the appliance ("GPIO17 is already in use"). Now it is refused and nothing moves: the lamp
+    stays on without a flicker, MQTT stays connected (no offline/online)."""
+    factory = MockFactory()
+    cfg = lamp_config(broker, "late", release_after=600.0)
     reloaded = tmp_path / "config.toml"
-    reloaded.write_text(f'[source]\nsource = "{DATA / "tflite_pose_testdata"}"\nloop = true\n[mqtt]\nenabled = false\n')
+    reloaded.write_text(f"""
+[source]
+source = "{VIDEO}"
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+device_id = "late"
+discovery = false
+username = "pi"
+password_file = "{tmp_path / 'nowhere'}"
+[[outputs]]
+name = "lamp"
+kind = "led"
+pin = 17
+""")
     lines: list[str] = []
+    with Subscriber(broker, "piposer/late/#") as sub:
+        with App(cfg, load_config=lambda: config.load(reloaded), log=lines.append, pin_factory=factory) as app:
+            assert app.run(max_frames=3) == "finished"
+            lamp = factory.pin(17)
+            assert lamp.state is True
+            states_before = list(lamp.states)
+            app.command(commands.ReloadConfig(request_id="r"))
+            assert app.run(max_frames=5) == "finished"
+            assert lamp.states == states_before and lamp.state is True  # not one change
+        failed = sub.wait_for("piposer/late/events", where=lambda m: m.json()["event"] == "command_failed")[0].json()
+        availability = [m.payload.decode() for m in sub.on("piposer/late/availability")]
+    assert failed["id"] == "r" and "mqtt.password_file: cannot read" in failed["error"] and "nowhere" in failed["error"]
+    assert availability[-2:] != ["offline", "online"] and availability.count("online") == 1, availability
 
-    def log(line: str) -> None:
-        lines.append(line)
-        if line.startswith("loop reload"):  # the old App has stopped and is about to close
-            os.kill(os.getpid(), signal.SIGTERM)
 
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGHUP))
-    guard = threading.Timer(15.0, os.kill, (os.getpid(), signal.SIGINT))  # fails the test rather than hanging
-    timer.start()
-    guard.start()
-    try:
-        code = run(looping_stills(), load_config=lambda: config.load(reloaded), log=log)
-    finally:
-        timer.cancel()
-        guard.cancel()
-    assert code == 0
-    assert "received SIGINT, shutting down" not in lines
-    assert [line.split(" after ")[0] for line in lines if line.startswith("loop ")] == ["loop reload"]
+def test_successful_reload_with_the_same_outputs_does_not_touch_pins_or_mqtt(broker, tmp_path):
+    """Changing a rule's timing and the tracker keeps the outputs and the MQTT connection: the unchanged lamp
+    never switches, availability is not republished; the changed rule starts afresh on the same pins."""
+    factory = MockFactory()
+    cfg = lamp_config(broker, "same", release_after=600.0)
+    cfg.rules.append(RuleSettings(name="nobody", actions=[], when=Condition(zone=Zone(keypoint="nose", rect=[0.0, 0.0, 0.01, 0.01]))))
+    reloaded = tmp_path / "config.toml"
+    reloaded.write_text(f"""
+[source]
+source = "{VIDEO}"
+[tracking]
+max_age = 2.0
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+device_id = "same"
+discovery = false
+qos = 1
+[[outputs]]
+name = "lamp"
+kind = "led"
+pin = 17
+[[rules]]
+name = "anyone"
+release_after = 600.0
+when = {{ zone = {{ keypoint = "nose", rect = [0.0, 0.0, 1.0, 1.0] }} }}
+actions = [{{ output = "lamp" }}]
+""")
+    lines: list[str] = []
+    with Subscriber(broker, "piposer/same/#") as sub:
+        with App(cfg, load_config=lambda: config.load(reloaded), log=lines.append, pin_factory=factory) as app:
+            assert app.run(max_frames=3) == "finished"
+            lamp = factory.pin(17)
+            states_before = list(lamp.states)
+            app.command(commands.ReloadConfig())
+            assert app.run(max_frames=6) == "finished"
+            assert lamp.states == states_before and lamp.state is True
+            assert [r.settings.name for r in app.sinks.built[0].sink.engine.rules] == ["anyone"]
+        availability = [m.payload.decode() for m in sub.wait_for("piposer/same/availability", 2)]
+        events = rule_events(sub, "piposer/same/events", 2)
+    assert {"RulesSink", "tracking"} <= reloaded_parts(lines) and not {"MqttSink", "model"} & reloaded_parts(lines)
+    assert availability == ["online", "offline"]  # online once at start, offline once at close
+    assert events == [  # the kept rule did not fall and rise again across the reload
+        {"event": "rule", "rule": "anyone", "edge": "rising", "person": None},
+        {"event": "rule", "rule": "anyone", "edge": "falling", "person": None, "reason": "stopped"},
+    ]
 
 
 def test_snapshot_is_drawn_on_the_mirrored_image_with_flip_horizontal(tmp_path, camera_frames):
@@ -461,3 +520,27 @@ def test_snapshot_is_drawn_on_the_mirrored_image_with_flip_horizontal(tmp_path, 
     corner = cv2.imread(str(jpg))[:120, :120].astype(float)  # no one stands in the top-left corner
     mirrored, plain = cv2.flip(camera_frames[0], 1)[:120, :120], camera_frames[0][:120, :120]
     assert abs(corner - mirrored).mean() < 4 < abs(corner - plain).mean()
+
+
+def test_a_dead_mqtt_thread_ends_the_run_as_failed_with_offline_published(broker):
+    """A worker thread that dies is noticed between frames: the loop ends as "failed" (the supervisor exits 1,
+    so systemd restarts the service), and closing still leaves `offline` retained."""
+    cfg = lamp_config(broker, "dead")
+    cfg.source.loop = True  # would run forever
+    with App(cfg, log=lambda _: None, pin_factory=MockFactory()) as app:
+        mqtt = next(b.sink for b in app.sinks.built if b.sink.name == "MqttSink")
+
+        def fatal(*args):
+            raise SystemExit("simulated crash of paho's thread")
+
+        mqtt._client.on_message = fatal
+        with Subscriber(broker, "piposer/dead/set") as sub:
+            sub.publish("piposer/dead/set", '{"command": "pause"}')
+        guard = threading.Timer(20.0, app.stop)  # fails the test rather than hanging
+        guard.start()
+        try:
+            assert app.run() == "failed"
+        finally:
+            guard.cancel()
+    with Subscriber(broker, "piposer/dead/availability") as sub:
+        assert sub.wait_for("piposer/dead/availability")[0].payload == b"offline"

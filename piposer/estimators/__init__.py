@@ -100,6 +100,14 @@ def settings_from(options: dict, *defaults):
     return result
 
 
+def settings_of(config) -> tuple:
+    """Every config section an estimator is built from (the ones whose dataclass lives in estimators/settings.py):
+    a reload builds a new estimator only when these change."""
+    from . import settings
+
+    return tuple(value for value in vars(config).values() if type(value).__module__ == settings.__name__)
+
+
 def family_of(name: str) -> str:
     """The model family of a manifest name, or of a .tflite path whose file name the manifest knows (default posenet)."""
     from .. import modelstore

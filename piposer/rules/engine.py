@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..events import Edge
 from ..types import Keypoint, Layout, Pose
-from .settings import RELATIONS, Condition, FollowSettings, RuleSettings, Zone, check_unique_names
+from .settings import RELATIONS, Condition, FollowSettings, RuleSettings, Zone, check_unique_names, pose_match
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,13 @@ def compile_condition(cond: Condition, layout: Layout, min_score: float) -> Test
                 out.append(seen(ka) and seen(kb) and math.hypot(ka.x - kb.x, ka.y - kb.y) < within * body)
             return out
         return near
+    if cond.pose is not None:
+        match = pose_match(cond.pose)
+        label, least = match.label, match.min_confidence
+
+        def taught(s: Scene, now: float) -> list[bool]:  # labels come from the classifier stage (rules/poses.py)
+            return [p.label == label and p.label_confidence >= least for p in s.poses]
+        return taught
     if cond.held is not None:
         return HeldTest(compile_condition(cond.held.when, layout, min_score), cond.held.seconds)
     parts = [compile_condition(c, layout, min_score) for c in (cond.all or cond.any)]
@@ -374,6 +381,21 @@ class RulesEngine:
                 self.disable(name, message)
                 failed.append((rule.settings, message))
         return outcomes, failed
+
+    def carry_over(self, previous: RulesEngine) -> set[str]:
+        """Adopt the state (triggers, timers, disabled status) of every rule whose settings are identical in
+        `previous`, so a reload does not restart them; returns the names carried over."""
+        old = {rule.settings.name: rule for rule in previous.rules}
+        kept = set()
+        for i, rule in enumerate(self.rules):
+            before = old.get(rule.settings.name)
+            if before is not None and before.settings == rule.settings:
+                self.rules[i] = before
+                kept.add(rule.settings.name)
+                if rule.settings.name in previous.errors:
+                    self.errors[rule.settings.name] = previous.errors[rule.settings.name]
+        self.layout = previous.layout
+        return kept
 
     def reset(self) -> None:
         """Forget every rule's timing state (edges start afresh), keeping disabled rules disabled."""

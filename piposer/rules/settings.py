@@ -49,6 +49,16 @@ class Near:
 
 
 @dataclass
+class PoseMatch:
+    """The person's taught pose (see rules/poses.py) is `label`, with a smoothed confidence of at
+    least `min_confidence` (0: whenever the classifier gives that label; its own hysteresis applies).
+    `pose = "arms_up"` is short for `pose = { label = "arms_up" }`."""
+
+    label: str = ""
+    min_confidence: float = 0.0
+
+
+@dataclass
 class Held:
     """Condition `when` true for the same person for at least `seconds`."""
 
@@ -67,6 +77,7 @@ class Condition:
     left_of: Relation | None = None
     right_of: Relation | None = None
     near: Near | None = None
+    pose: str | PoseMatch | None = None
     held: Held | None = None
     all: list[Condition] | None = None
     any: list[Condition] | None = None
@@ -177,6 +188,11 @@ def _check_condition(cond: Condition, where: str) -> None:
             raise ValueError(f"{here}: a and b are both {value.a!r}")
     if key == "near" and value.within <= 0:
         raise ValueError(f"{here}.within must be > 0 (body sizes), not {value.within}")
+    if key == "pose":
+        match = pose_match(value)
+        if not NAME.fullmatch(match.label):
+            raise ValueError(f"{here} must name a taught pose (letters, digits, _ or -), not {match.label!r}")
+        _check_range(f"{here}.min_confidence", match.min_confidence, 0.0, 1.0)
     if key == "held":
         _check_range(f"{here}.seconds", value.seconds, 0.0, math.inf)
         if value.when is None:
@@ -187,6 +203,19 @@ def _check_condition(cond: Condition, where: str) -> None:
             raise ValueError(f"{here} must list at least one condition")
         for i, sub in enumerate(value):
             _check_condition(sub, f"{here}[{i}]")
+
+
+def pose_match(value: str | PoseMatch) -> PoseMatch:
+    """A `pose` condition in its long form."""
+    return PoseMatch(value) if isinstance(value, str) else value
+
+
+def pose_labels(cond: Condition) -> set[str]:
+    """Every taught-pose label a condition uses, however deeply nested."""
+    if cond.pose is not None:
+        return {pose_match(cond.pose).label}
+    inner = [cond.held.when] if cond.held is not None and cond.held.when is not None else (cond.all or cond.any or [])
+    return set().union(*(pose_labels(c) for c in inner))
 
 
 def _check_action(action: ActionSettings, where: str) -> None:

@@ -10,37 +10,44 @@ its outbox and a locked latency list with it. Whatever way the loop ends, `close
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
+from enum import StrEnum
 from typing import Callable
 
 from .. import commands
 from ..errors import PiposerError
 from ..events import EventBus, EventKind
-from ..sinks import Sink
 from ..sources import open_source
 from .systemd import Notifier
 from ..tracking import Tracker
 from .pipeline import LoopStats, Pipeline
 from .settings import LoopSettings
+from .sinkset import SinkSet
 
-MQTT_CONNECT_WAIT = 5.0  # seconds the broker gets to accept us before READY (it is retried after that anyway)
+class Ended(StrEnum):
+    """Why `App.run()` returned."""
+
+    FINISHED = "finished"  # the input ended, or max_frames were processed
+    STOPPED = "stopped"    # stop() was called (a signal)
+    FAILED = "failed"      # a sink's worker thread died: exit non-zero so systemd restarts the service
 
 
 class App:
-    """One run of the pipeline built from a Config; `open()`, then `run()`, and always `close()`.
+    """The running appliance built from a Config; `open()`, then `run()`, and always `close()`.
 
     Thread-safe entry points: `command(cmd)` (e.g. from the MQTT thread) and `stop()` (e.g. from a
-    signal handler). `run()` returns why it ended: "finished" (end of input), "stopped" or "reload".
-    `pin_factory` goes to every gpiozero device (a MockFactory in tests).
+    signal handler). A `reload` command moves to the re-read config in place, between frames.
+    `pin_factory` goes to every gpiozero device (a MockFactory in tests); `state_directory` is systemd's
+    $STATE_DIRECTORY (where snapshots go by default).
     """
 
     def __init__(self, config, *, load_config: Callable[[], object] | None = None,
                  notifier: Notifier | None = None, log: Callable[[str], None] = print,
-                 stop: threading.Event | None = None, pin_factory=None):
+                 stop: threading.Event | None = None, pin_factory=None, state_directory: str = ""):
         self.config = config
+        self.state_directory = state_directory
         self.load_config = load_config
         self.notifier = notifier or Notifier()
         self.log = log
@@ -49,8 +56,7 @@ class App:
         self.bus = EventBus(log)
         self.pipeline: Pipeline | None = None
         self.paused = False
-        self.next_config = None
-        self.reload_reply: dict = {}  # the reload command's reply fields, for a reload that fails to open
+        self.sinks = SinkSet(self)
         self._stats = LoopStats(self.settings.stats_window)
         self._commands: queue.Queue = queue.Queue()
         self._stop = stop or threading.Event()
@@ -75,15 +81,17 @@ class App:
                                  min_pose_score=self.settings.min_pose_score, stats_window=self.settings.stats_window)
         self._stats = self.pipeline.stats
         try:
+            self.pipeline.stages = self._stages(self.config)
             self.notifier.status("loading model")
             self.pipeline.estimator = create(self.config)
             self.notifier.status("opening source")
             self.pipeline.source = open_source(self.config.source, log=self.log)
             self.log(f"source: {self.pipeline.source.description}")
             self.notifier.status("connecting sinks")
-            for sink in self._sinks():
-                self.pipeline.sinks.append(sink)
-                self.bus.subscribe(sink.on_event)
+            try:
+                self.sinks.open(self.config)
+            finally:
+                self.pipeline.sinks = self.sinks.sinks
         except BaseException:
             self.close()
             raise
@@ -95,7 +103,9 @@ class App:
         if self.pipeline is None:
             return
         pipeline, self.pipeline = self.pipeline, None
-        errors = pipeline.close()
+        errors = self.sinks.close()
+        pipeline.sinks = []
+        errors += pipeline.close()
         if errors:
             self.log("errors while closing: " + "; ".join(errors))
 
@@ -113,21 +123,23 @@ class App:
     def tracker(self) -> Tracker | None:
         return self.pipeline.tracker if self.pipeline else None
 
-    def run(self, max_frames: int | None = None) -> str:
-        """Process frames until the input ends, `stop()` is called, `max_frames` are done or a reload is due."""
+    def run(self, max_frames: int | None = None) -> Ended:
+        """Process frames until the input ends, `stop()` is called, `max_frames` are done or a sink fails."""
         pipeline = self.pipeline
         self.notifier.ready(f"running: {pipeline.source.description}")
         next_stats = time.monotonic() + self.settings.stats_interval
         while not self._stop.is_set():
             self._handle_commands()
-            if self.next_config is not None:
-                return "reload"
             for event in pipeline.source.events():
                 self.bus.emit(event.kind, **event.fields)
             now = time.monotonic()
             if now >= next_stats:
                 self.publish_stats()
                 next_stats = now + self.settings.stats_interval
+            broken = [sink.name for sink in pipeline.sinks if not sink.healthy()]
+            if broken:
+                self.log(f"{', '.join(broken)} stopped working (a worker thread died); exiting so the service restarts")
+                return Ended.FAILED
             waiting = [s for s in pipeline.sinks if s.wants_frame]
             if self.paused and not pipeline.source.live and not waiting:
                 self.notifier.frame_advanced()  # deliberately idle, not stuck
@@ -138,7 +150,7 @@ class App:
             frame = pipeline.read(timeout=0.5)
             if frame is None:
                 if pipeline.source.finished:
-                    return "finished"
+                    return Ended.FINISHED
                 continue
             self.notifier.frame_advanced()
             if self.paused:
@@ -149,8 +161,8 @@ class App:
                 continue
             pipeline.process(frame, {"read": time.monotonic() - started})
             if max_frames is not None and self.stats.frames >= max_frames:
-                return "finished"
-        return "stopped"
+                return Ended.FINISHED
+        return Ended.STOPPED
 
     def _pace(self) -> None:
         """With max_fps set, wait out the rest of the frame period before taking the newest frame."""
@@ -216,16 +228,63 @@ class App:
         self.paused = pause
 
     def _reload(self, reply: dict) -> None:
+        """Read the config again and move to it between frames, changing only what changed: everything new
+        (model, source, sinks) is built before anything old is let go, so a config that fails anywhere, late
+        or early, leaves the running appliance exactly as it was and is answered with `command_failed`."""
         if self.load_config is None:
             self.bus.emit(EventKind.COMMAND_FAILED, **reply, error="no config file to reload from")
             return
         try:
-            self.next_config = self.load_config()
+            config = self.load_config()
+            self.bus.emit(EventKind.RELOADING, **reply)
+            changed = self._move_to(config)
         except PiposerError as exc:  # keep running on the old config
-            self.bus.emit(EventKind.COMMAND_FAILED, **reply, error=str(exc))
+            self.bus.emit(EventKind.COMMAND_FAILED, **reply, error=f"reload: {exc}")
             return
-        self.reload_reply = reply
-        self.bus.emit(EventKind.RELOADING, **reply)
+        self.log(f"reloaded: {', '.join(changed) or 'nothing changed'}")
+
+    def _move_to(self, config) -> list[str]:
+        from ..estimators import create, settings_of
+
+        pipeline, old = self.pipeline, self.config
+        stages = self._stages(config) if config.poses != old.poses else None  # first: a bad poses file changes nothing
+        estimator = create(config) if settings_of(config) != settings_of(old) else None
+        source = None
+        try:
+            if config.source != old.source:
+                source = open_source(config.source, log=self.log)
+            changed = self.sinks.reload(config)
+        except BaseException:
+            for part in (source, estimator):
+                if part is not None:
+                    part.close()
+            raise
+        if estimator is not None:
+            pipeline.estimator, estimator = estimator, pipeline.estimator
+            estimator.close()
+            changed.insert(0, "model")
+        if source is not None:
+            pipeline.source, source = source, pipeline.source
+            source.close()
+            self.log(f"source: {pipeline.source.description}")
+            changed.insert(0, "source")
+        if config.tracking != old.tracking:
+            pipeline.tracker = Tracker(config.tracking)
+            changed.append("tracking")
+        if stages is not None:
+            pipeline.stages = stages
+            changed.append("poses")
+        pipeline.sinks = self.sinks.sinks
+        pipeline.min_pose_score = config.loop.min_pose_score
+        self.config, self.settings = config, config.loop
+        return changed
+
+    def _stages(self, config) -> list:
+        """The taught-pose classifier (labels on poses, `pose` events) when there is a poses file."""
+        from ..rules.poses import pose_stage
+
+        stage = pose_stage(config.poses, emit=self.bus.emit)
+        return [stage] if stage is not None else []
 
     def _set_thresholds(self, cmd: commands.SetThresholds, reply: dict) -> None:
         """Keypoint threshold: the estimator's; pose threshold: the pipeline's filter."""
@@ -237,36 +296,7 @@ class App:
         self.bus.emit(EventKind.THRESHOLDS, **reply, keypoint_threshold=estimator.keypoint_threshold,
                       pose_threshold=self.pipeline.min_pose_score)
 
-    # -- building --------------------------------------------------------------------------
-
-    def _sinks(self) -> list[Sink]:
-        """GPIO rules first (closest to real time), then MQTT, then snapshots; MQTT gets a few seconds to
-        connect before READY."""
-        from ..sinks.snapshot import SnapshotSink
-
-        sinks: list[Sink] = []
-        cfg = self.config
-        if cfg.rules or cfg.outputs or cfg.button:
-            from ..sinks.gpio import RulesSink
-
-            sinks.append(RulesSink(cfg.rules, cfg.outputs, button=cfg.button, emit=self.bus.emit,
-                                   on_request=self._request, pin_factory=self.pin_factory))
-        mqtt = cfg.mqtt
-        if mqtt.enabled:
-            from ..sinks.mqtt import MqttSink
-
-            client = MqttSink(mqtt, model_name=self.pipeline.estimator.model_name, on_request=self.command,
-                              stats_interval=self.settings.stats_interval)
-            sinks.append(client)
-            client.start()
-            if not client.connected.wait(MQTT_CONNECT_WAIT):
-                self.log(f"MQTT broker {mqtt.host}:{mqtt.port} not reachable yet ({client.last_error}); "
-                         "running anyway and retrying in the background")
-        folder = self.settings.snapshot_path(os.environ.get("STATE_DIRECTORY", ""))
-        sinks.append(SnapshotSink(folder, emit=self.bus.emit, mirrored=cfg.model.flip_horizontal))
-        return sinks
-
-    def _request(self, name: str) -> None:
+    def request(self, name: str) -> None:
         """The GPIO button (from gpiozero's thread) asks for "toggle", which the loop turns into pause or
         resume from its own state, or for "snapshot"."""
         self.command(commands.TogglePause() if name == "toggle" else commands.COMMANDS[name]())

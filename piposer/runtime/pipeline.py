@@ -1,7 +1,8 @@
 """The one per-frame path every command uses: source -> estimator -> tracker -> sinks.
 
-`Pipeline.process(frame)` estimates, drops weak poses, tracks, hands the result to every sink and
-records per-stage timings (sinks under their stable `name`). `Pipeline.run()` drives it over a whole
+`Pipeline.process(frame)` estimates, drops weak poses, tracks, runs the pose stages (each turns the
+tracked poses into poses for the sinks, e.g. the taught-pose classifier adds labels), hands the result
+to every sink and records per-stage timings (stages and sinks under their stable `name`). `Pipeline.run()` drives it over a whole
 source (videos, folders); the appliance's controller calls `read` and `process` itself, between
 commands.
 """
@@ -70,7 +71,9 @@ class LoopStats:
 
 
 class Pipeline:
-    """An estimator with an optional source, tracker and sinks; closing it closes them all.
+    """An estimator with an optional source, tracker, stages and sinks; closing it closes them all.
+
+    A stage has a `name` and `update(poses, media_time) -> poses`, like the tracker.
 
     `min_pose_score` drops weak poses before tracking (they flicker and would each cost a fresh id);
     it may be changed at any time. Sinks are closed first (outputs safe, final events out), then the
@@ -78,10 +81,12 @@ class Pipeline:
     """
 
     def __init__(self, estimator, *, source=None, tracker: Tracker | None = None,
-                 sinks: Iterable[Sink] = (), min_pose_score: float = 0.0, stats_window: int = 300):
+                 sinks: Iterable[Sink] = (), min_pose_score: float = 0.0, stats_window: int = 300,
+                 stages: Iterable = ()):
         self.estimator = estimator
         self.source = source
         self.tracker = tracker
+        self.stages = list(stages)
         self.sinks: list[Sink] = list(sinks)
         self.min_pose_score = min_pose_score
         self.stats = LoopStats(stats_window)
@@ -101,10 +106,14 @@ class Pipeline:
         poses = self.estimate(frame)
         t = time.monotonic()
         timings["estimate"] = t - t0
+        media_time = self.source.media_time(frame) if self.source is not None else frame.timestamp
         if self.tracker is not None:
-            media_time = self.source.media_time(frame) if self.source is not None else frame.timestamp
             poses = self.tracker.update(poses, media_time)
             timings["track"] = (t1 := time.monotonic()) - t
+            t = t1
+        for stage in self.stages:
+            poses = stage.update(poses, media_time)
+            timings[stage.name] = (t1 := time.monotonic()) - t
             t = t1
         for sink in self.sinks:
             sink.publish(frame, poses)

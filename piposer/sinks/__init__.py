@@ -35,5 +35,19 @@ class Sink:
     def on_stats(self, stats: dict) -> None:
         """The periodic loop statistics."""
 
+    def healthy(self) -> bool:
+        """False once a worker thread the sink depends on has died: the controller then exits cleanly, so
+        systemd restarts the service."""
+        return True
+
+    def can_reconfigure(self, settings) -> bool:
+        """Whether a reload can hand this sink new `settings` (its config slice) in place, without the
+        close and rebuild that would reconnect or switch outputs."""
+        return False
+
+    def reconfigure(self, settings) -> None:
+        """Take new settings in place (only called after `can_reconfigure(settings)` said yes)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release whatever the sink holds; outputs end in their safe state."""

@@ -3,14 +3,16 @@
 `RulesSink` is the Sink that runs the rules engine on every frame and moves gpiozero output
 devices: relays and LEDs held on while a rule is active, pulses, buzzers, and PWM following a pose
 quantity. Every output starts at its `safe` value and goes back to it on `close()`, which the
-appliance calls on every exit path (and atexit calls as a last resort).
+appliance calls on every exit path (and one atexit handler calls for any sink still open, as a last resort).
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import time
+import weakref
 from typing import Callable
 
 from ..errors import PiposerError
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 def make_device(settings: OutputSettings, pin_factory=None):
     """The gpiozero device for an output, starting at its safe value."""
     import gpiozero  # here, not at the top: loading the config (these settings) should not load gpiozero
+
+    _register_exit_handler()
 
     cls = getattr(gpiozero, DEVICE_CLASSES[settings.kind])
     kwargs = {"active_high": settings.active_high, "pin_factory": pin_factory}
@@ -91,7 +95,8 @@ class RulesSink(Sink):
         self.outputs: dict[str, Output] = {}
         self.button = None
         self.followers: dict[tuple[str, str], Follower] = {}
-        self.hold_outputs = {a.output for r in rules for a in r.actions if a.mode == "hold"}
+        self.hold_outputs = _held_by(rules)
+        self.button_settings = button
         self._closed = False
         try:
             for settings in outputs:
@@ -101,9 +106,7 @@ class RulesSink(Sink):
         except BaseException:
             self.close()
             raise
-        # Registered after gpiozero's own exit handler (which closes every device on the default pin
-        # factory), so that at exit this runs first and the outputs reach their safe values.
-        atexit.register(self.close)
+        _OPEN.add(self)
 
     def publish(self, frame: Frame, poses: list[Pose]) -> None:
         if self._closed:
@@ -209,13 +212,37 @@ class RulesSink(Sink):
         self.engine.reset()
         self.followers.clear()
 
+    def can_reconfigure(self, settings) -> bool:
+        """New rules can be taken in place when the outputs and the button are the same: no pin is touched."""
+        _rules, outputs, button = settings
+        return outputs == [out.settings for out in self.outputs.values()] and button == self.button_settings
+
+    def reconfigure(self, settings) -> None:
+        """Run new rules on the same outputs. A rule whose settings did not change keeps its state (no edge,
+        no flicker); an active rule that was changed or removed reports `falling` with reason "reload", and an
+        output no unchanged rule drives goes back to its safe value until the new rules decide."""
+        rules, outputs, button = settings
+        check_wiring(rules, outputs, button)
+        engine = RulesEngine(rules, self.clock)
+        kept = engine.carry_over(self.engine)
+        for rule, person in self.engine.active():
+            if rule not in kept:
+                self._emit(EventKind.RULE, rule=rule, edge=Edge.FALLING, person=person, reason="reload")
+        still_driven = {a.output for r in rules if r.name in kept for a in r.actions}
+        for name, out in self.outputs.items():
+            if name not in still_driven:
+                out.make_safe()
+        self.followers = {key: f for key, f in self.followers.items() if key[0] in kept}
+        self.engine = engine
+        self.hold_outputs = _held_by(rules)
+
     def close(self) -> None:
         """Every output to its safe value, then release the pins. Safe to call twice or after a
         failed start."""
         if self._closed:
             return
         self._closed = True
-        atexit.unregister(self.close)
+        _OPEN.discard(self)
         self.pause("stopped")
         devices = [out.device for out in self.outputs.values()]
         if self.button is not None:
@@ -231,6 +258,26 @@ class RulesSink(Sink):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _held_by(rules: list[RuleSettings]) -> set[str]:
+    return {a.output for r in rules for a in r.actions if a.mode == "hold"}
+
+
+_OPEN: weakref.WeakSet[RulesSink] = weakref.WeakSet()
+
+
+@functools.cache
+def _register_exit_handler() -> None:
+    """Once per process, after gpiozero is imported: atexit runs handlers last-in first-out, so ours runs
+    before gpiozero's own (which closes every device on the default pin factory) and outputs reach safe values."""
+    atexit.register(_close_all)
+
+
+def _close_all() -> None:
+    """The last resort at interpreter exit: every sink still open puts its outputs in their safe state."""
+    for sink in list(_OPEN):
+        sink.close()
 
 
 def _build(settings: OutputSettings, pin_factory):

@@ -7,6 +7,7 @@ Image files are read here too, for every command that reads one.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -247,8 +248,11 @@ def open_video(path: Path | str) -> Playback:
     return source
 
 
-def open_source(settings: SourceSettings, log=print) -> FrameSource:
-    """Pick the device `settings.source` names, open it, and wrap it in a started FrameSource."""
+def open_source(settings: SourceSettings | str | int | os.PathLike, log=print) -> FrameSource:
+    """Pick the device `settings.source` names, open it, and wrap it in a started FrameSource. Library
+    callers may pass just what `[source] source` would say: a file, folder, URL, /dev/videoN or index."""
+    if not isinstance(settings, SourceSettings):
+        settings = SourceSettings(source=settings if isinstance(settings, int) else str(settings))
     device = device_for(settings, log)
     if device.live:
         source: FrameSource = LiveFeed(device, settings.reopen_min, settings.reopen_max)

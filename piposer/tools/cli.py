@@ -179,6 +179,45 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def poses_config(args):
+    """The config for `teach` and `poses` (rules naming poses not taught yet are fine here) and its poses file."""
+    from .. import config
+
+    cfg = config.load(config.config_file(args.config), check_files=False)
+    if getattr(args, "model", None):
+        cfg.model.name = args.model
+    if args.poses:
+        cfg.poses.file = str(Path(args.poses).resolve())
+    return cfg, Path(cfg.poses.file)
+
+
+def cmd_teach(args) -> int:
+    from .teach import teach
+
+    cfg, path = poses_config(args)
+    delay = args.delay if args.delay is not None else 0.0
+    print(teach(cfg, path, args.label, args.source, args.seconds, delay, args.interval))
+    return 0
+
+
+def cmd_poses(args) -> int:
+    from . import teach
+
+    cfg, path = poses_config(args)
+    if args.action == "list":
+        lines = teach.list_poses(path)
+    elif args.action == "remove":
+        if not args.label:
+            raise PiposerError("poses remove needs the LABEL to remove")
+        lines = [teach.remove_pose(path, args.label)]
+    else:
+        if not args.source:
+            raise PiposerError("poses test needs --source (a camera, video file or folder)")
+        lines = teach.test_poses(cfg, args.source, args.seconds)
+    print("\n".join(lines))
+    return 0
+
+
 def cmd_config(args) -> int:
     from .. import config
 
@@ -240,6 +279,21 @@ def parser() -> argparse.ArgumentParser:
     c = command("bench", cmd_bench, "time preprocess, invoke and decode on photos")
     c.add_argument("--images", help="folder of photos (default: shared coco_dev)")
     c.add_argument("--repeat", type=positive_int, default=10)
+
+    c = command("teach", cmd_teach, "record examples of a pose (the largest person in view) into the poses file")
+    c.add_argument("label", metavar="LABEL", help="the pose's name, e.g. arms_up")
+    c.add_argument("--source", required=True, help="camera, video file, folder or URL")
+    c.add_argument("--seconds", type=float, default=5.0, help="how long to record (default 5; media time for files)")
+    c.add_argument("--delay", type=float, help="seconds before recording starts: waited out on a camera, skipped in a file (default 0)")
+    c.add_argument("--interval", type=float, default=0.2, help="seconds between examples (default 0.2)")
+    c.add_argument("--poses", help="poses file (default: [poses] file, poses.json beside the config)")
+
+    c = command("poses", cmd_poses, "list, remove or try the taught poses")
+    c.add_argument("action", choices=("list", "remove", "test"))
+    c.add_argument("label", nargs="?", metavar="LABEL", help="for remove: the pose to forget")
+    c.add_argument("--source", help="for test: camera, video file, folder or URL")
+    c.add_argument("--seconds", type=float, default=float("inf"), help="for test: stop after this many seconds")
+    c.add_argument("--poses", help="poses file (default: [poses] file, poses.json beside the config)")
 
     c = command("config", cmd_config, "check or show the configuration (secrets masked)", model=False)
     c.add_argument("action", choices=("check", "show"))
