@@ -220,3 +220,28 @@ def test_files_honour_the_umask(tmp_path, mask):
         os.umask(old)
     for path in written:
         assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~mask), path
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_piposer_video_interrupted_by_a_signal_leaves_nothing_and_keeps_the_earlier_output(tmp_path, sig):
+    """The real CLI on the sample video, signalled mid-run: exit 128+signal with a one-line message, the
+    earlier output (asked to be overwritten) untouched, and no temporary or placeholder file left."""
+    out, data = tmp_path / "out.mp4", tmp_path / "out.csv"
+    out.write_bytes(PREVIOUS)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "piposer", "video", str(VIDEO), "--out", str(out), "--data", str(data), "--overwrite"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    deadline = 60
+    while deadline and len(names(tmp_path)) < 3:  # the earlier file plus the run's temporary files
+        deadline -= 1
+        try:
+            proc.wait(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig
+    assert err.strip().splitlines()[-1] == f"piposer: stopped by {signal.Signals(sig).name}; nothing half-written was kept"
+    assert names(tmp_path) == ["out.mp4"] and out.read_bytes() == PREVIOUS

@@ -374,3 +374,14 @@ def test_outputs_go_safe_at_exit_after_sigterm_or_a_crash(tmp_path):
         assert proc.stdout.read() == "pin False\n", (mode, proc.stderr.read())
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_pwm_on_mock_pins_without_pwm_names_the_reason_and_the_fix():
+    """gpiozero's plain MockPin raises PinPWMUnsupported with no message: the error used to end in ': '."""
+    from piposer.errors import PiposerError
+    from piposer.rules import OutputSettings
+
+    with pytest.raises(PiposerError) as caught:
+        RulesSink([], [OutputSettings(name="dim", kind="pwm", pin=18)], pin_factory=MockFactory())
+    assert str(caught.value) == ("output 'dim': cannot use GPIO18 as a pwm: this pin factory cannot do PWM "
+                                 "(with GPIOZERO_PIN_FACTORY=mock, also set GPIOZERO_MOCK_PIN_CLASS=mockpwmpin)")

@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -205,14 +204,6 @@ class AtomicFile:
 
     def __exit__(self, *exc) -> None:
         self.discard()
-
-
-def read_frame(path: Path | str, index: int = 0) -> Frame:
-    """An image file as a Frame; an unreadable file is a PiposerError naming it."""
-    image = cv2.imread(str(path))
-    if image is None:
-        raise PiposerError(f"cannot read image {path}")
-    return Frame(image, index, time.monotonic(), time.time())
 
 
 def write_bytes(target: Path, data: bytes, overwrite: bool | None = None) -> Path:

@@ -288,9 +288,12 @@ def _build(settings: OutputSettings, pin_factory):
 
 
 def _why(exc: Exception) -> str:
-    from gpiozero.exc import BadPinFactory
+    from gpiozero.exc import BadPinFactory, PinPWMUnsupported
 
     if isinstance(exc, BadPinFactory):
         return ("no GPIO library found (not a Raspberry Pi, or lgpio not installed);"
                 " GPIOZERO_PIN_FACTORY=mock runs the rules without real pins")
-    return str(exc)
+    if isinstance(exc, PinPWMUnsupported):
+        return ("this pin factory cannot do PWM (with GPIOZERO_PIN_FACTORY=mock, also set "
+                "GPIOZERO_MOCK_PIN_CLASS=mockpwmpin)")
+    return str(exc) or type(exc).__name__

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,30 @@ def shared_path(*parts: str) -> Path:
     """A path under the shared data folder ($PIPOSER_SHARED, default ../shared beside the project)."""
     base = os.environ.get("PIPOSER_SHARED") or Path(__file__).resolve().parent.parent.parent / "shared"
     return Path(base, *parts)
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP during a one-off command: unwinds like Ctrl-C, so every `with` discards what it
+    was writing (no temporary files left, no earlier output replaced)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Turn SIGTERM and SIGHUP into `Interrupted` while the block runs (their default action would end the
+    process without any cleanup)."""
+    def raise_interrupted(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def load_config(args):
@@ -306,7 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.func in (cmd_image, cmd_video):
+            with interruptible():
+                return args.func(args)
         return args.func(args)
+    except Interrupted as exc:
+        print(f"piposer: stopped by {exc}; nothing half-written was kept", file=sys.stderr)
+        return 128 + exc.signum
     except PiposerError as exc:
         print(f"piposer: error: {exc}", file=sys.stderr)
         return 2
