@@ -238,7 +238,36 @@ def table_header(layout: Layout) -> list[str]:
     return cols
 
 
-class PoseDataWriter(Sink):
+class OutputFile:
+    """What a file being written by a writer shares: `finish()` commits it, `close()` without it discards it
+    (unless already finished; safe to call again), and `with` closes. Subclasses set `file` (an AtomicFile)
+    and `target`, and implement `finish()` and `_release()` (close their handle without committing)."""
+
+    file: AtomicFile
+    target: Path
+
+    def finish(self) -> Path:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def close(self, commit: bool = False) -> Path | None:
+        """commit=True is finish(); otherwise discard unless already finished."""
+        if commit:
+            return self.finish()
+        self._release()
+        self.file.discard()
+        return self.target if self.file.committed else None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class PoseDataWriter(OutputFile, Sink):
     """Per-frame pose data as CSV/TSV (one row per person and frame) or JSON Lines (one object per frame).
 
     A keypoint that is not detected has empty x/y cells in CSV/TSV and `detected: false` in JSONL.
@@ -263,7 +292,7 @@ class PoseDataWriter(Sink):
                 self._csv = csv.writer(self._fh, delimiter="\t" if target.suffix == ".tsv" else ",")
                 self._csv.writerow(table_header(layout))
         except OSError as exc:
-            self._abandon()
+            self._release()
             raise self.file.fail(exc) from exc
 
     def publish(self, frame: Frame, poses: list[Pose]) -> None:
@@ -281,10 +310,10 @@ class PoseDataWriter(Sink):
                     row += [round(k.x, 1), round(k.y, 1), round(k.score, 4)] if k.detected else ["", "", round(k.score, 4)]
                 self._csv.writerow(row)
         except OSError as exc:
-            self._abandon()
+            self._release()
             raise self.file.fail(exc) from exc
 
-    def _abandon(self) -> None:
+    def _release(self) -> None:
         fh = getattr(self, "_fh", None)
         if fh is not None and not fh.closed:
             try:
@@ -301,22 +330,9 @@ class PoseDataWriter(Sink):
                 raise self.file.fail(exc) from exc
         return self.file.commit()
 
-    def close(self, commit: bool = False) -> Path | None:
-        """commit=True is finish(); otherwise discard unless already finished (safe to call again)."""
-        if commit:
-            return self.finish()
-        self._abandon()
-        self.file.discard()
-        return self.target if self.file.committed else None
-
-    def __enter__(self) -> PoseDataWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
-class VideoWriter:
+class VideoWriter(OutputFile):
     """An annotated MP4, written under a temp name and renamed when complete and checked.
 
     OpenCV reports no write errors, so finish() checks the released file: not empty, openable by
@@ -389,18 +405,6 @@ class VideoWriter:
                 raise self.file.fail(problem)
         return self.file.commit()
 
-    def close(self, commit: bool = False) -> Path | None:
-        if commit:
-            return self.finish()
-        self._release()
-        self.file.discard()
-        return self.target if self.file.committed else None
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class VideoSink(Sink):
