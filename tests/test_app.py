@@ -544,3 +544,16 @@ def test_a_dead_mqtt_thread_ends_the_run_as_failed_with_offline_published(broker
             guard.cancel()
     with Subscriber(broker, "piposer/dead/availability") as sub:
         assert sub.wait_for("piposer/dead/availability")[0].payload == b"offline"
+
+
+def test_reload_moves_snapshots_to_the_new_folder(tmp_path):
+    """The rebuilt snapshot sink takes its folder from the new config, not from the one being replaced."""
+    reloaded = tmp_path / "config.toml"
+    reloaded.write_text(f'[source]\nsource = "{VIDEO}"\n[loop]\nsnapshot_dir = "{tmp_path / "new"}"\n[mqtt]\nenabled = false\n')
+    with App(make_config(snapshot_dir=str(tmp_path / "old")), load_config=lambda: config.load(reloaded),
+             log=lambda _: None) as app:
+        app.command(commands.ReloadConfig())
+        app.command(commands.Snapshot())
+        assert app.run(max_frames=2) == "finished"
+    assert not (tmp_path / "old").exists()
+    assert len(list((tmp_path / "new").glob("*.jpg"))) == 1

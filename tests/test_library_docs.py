@@ -8,8 +8,6 @@ import io
 import os
 import re
 
-import pytest
-
 from conftest import DATA, ROOT
 
 DOC = ROOT / "docs" / "library.md"
@@ -72,9 +70,3 @@ def test_custom_sink_example_counts_both_people(tmp_path):
     assert most.count == 2 and most.frame is not None
     assert printed.startswith(f"at most 2 people (first in frame {most.frame})\n")
     assert re.fullmatch(r"at most 2 people \(first in frame \d+\)\n[0-9.]+ ms per frame in the sink\n", printed)
-
-
-@pytest.fixture(autouse=True)
-def _models_from_the_environment():
-    if not os.environ.get("PIPOSER_MODEL_DIR"):
-        pytest.fail("PIPOSER_MODEL_DIR is not set: run the tests with `make test`")

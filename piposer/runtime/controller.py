@@ -228,9 +228,9 @@ class App:
         self.paused = pause
 
     def _reload(self, reply: dict) -> None:
-        """Read the config again and move to it between frames, changing only what changed: everything new
-        (model, source, sinks) is built before anything old is let go, so a config that fails anywhere, late
-        or early, leaves the running appliance exactly as it was and is answered with `command_failed`."""
+        """Read the config again and move to it between frames, changing only what changed. A new model and
+        source are built before the old ones are let go; a sink whose settings changed is rebuilt (see
+        SinkSet.reload), and if anything fails every change is undone and the reply is `command_failed`."""
         if self.load_config is None:
             self.bus.emit(EventKind.COMMAND_FAILED, **reply, error="no config file to reload from")
             return

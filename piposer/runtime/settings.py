@@ -33,7 +33,12 @@ class LoopSettings:
             raise ValueError(f"loop.stats_window must be >= 2 frames, not {self.stats_window}")
 
     def snapshot_path(self, state_directory: str = "") -> Path:
-        if self.snapshot_dir:
-            return Path(self.snapshot_dir).expanduser()
-        state = state_directory.split(":")[0]
-        return Path(state) / "snapshots" if state else Path("snapshots")
+        return snapshot_folder(self.snapshot_dir, state_directory)
+
+
+def snapshot_folder(snapshot_dir: str, state_directory: str = "") -> Path:
+    """`[loop] snapshot_dir`, or $STATE_DIRECTORY/snapshots under systemd (its first entry), else ./snapshots."""
+    if snapshot_dir:
+        return Path(snapshot_dir).expanduser()
+    state = state_directory.split(":")[0]
+    return Path(state) / "snapshots" if state else Path("snapshots")

@@ -69,9 +69,10 @@ def _snapshots(config):
 
 def _build_snapshots(app: App, settings) -> Sink:
     from ..sinks.snapshot import SnapshotSink
+    from .settings import snapshot_folder
 
-    folder = app.config.loop.snapshot_path(app.state_directory)
-    return SnapshotSink(folder, emit=app.bus.emit, mirrored=settings[1])
+    snapshot_dir, mirrored = settings  # from the slice, not app.config: on reload that is still the old one
+    return SnapshotSink(snapshot_folder(snapshot_dir, app.state_directory), emit=app.bus.emit, mirrored=mirrored)
 
 
 # GPIO first (closest to real time, and its final `falling` events still go out over MQTT on close), then MQTT.
