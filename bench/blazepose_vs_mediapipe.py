@@ -121,14 +121,16 @@ def ensure_bench_venv() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", MEDIAPIPE, "numpy<2",
                         "opencv-python-headless<4.11"], check=True)
-    from piposer import modelstore
+    from piposer.modelstore import ModelStore
+
+    store = ModelStore.from_environment()
 
     site = subprocess.run([str(python), "-c", "import mediapipe, os; print(os.path.dirname(mediapipe.__file__))"],
                           check=True, capture_output=True, text=True).stdout.strip()
     for name in ("lite", "heavy"):
         target = Path(site) / f"modules/pose_landmark/pose_landmark_{name}.tflite"
         if not target.exists():
-            target.symlink_to(modelstore.resolve(f"blazepose-{name}").path.resolve())
+            target.symlink_to(store.resolve(f"blazepose-{name}").path.resolve())
     return python
 
 

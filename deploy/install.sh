@@ -79,16 +79,17 @@ fetch_model() {
       "$APP_DIR/venv/bin/python" - "$MODEL" "$MODEL_DIR" <<'PY'
 import shutil, sys
 from pathlib import Path
-from piposer import modelstore
 from piposer.errors import PiposerError
+from piposer.modelstore import ModelStore
 name, dest = sys.argv[1], Path(sys.argv[2])
+store = ModelStore.from_environment()
 try:
-    found = modelstore.resolve(name).path
-except PiposerError:
-    info = modelstore.load_manifest().get(name)
-    if info is None:
-        sys.exit(f"unknown model {name!r}")
-    found = modelstore.fetch(info, dest)
+    try:
+        found = store.resolve(name).path
+    except PiposerError:
+        found = store.fetch(name, dest)
+except PiposerError as exc:
+    sys.exit(str(exc))
 if found.parent != dest:
     shutil.copy2(found, dest / found.name)
 print(dest / found.name)

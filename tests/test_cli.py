@@ -105,9 +105,21 @@ def test_bad_config_value_names_the_key(tmp_path, capsys):
 
 
 def test_eval_meets_the_coco_ap_target(capsys):
-    assert main(["eval", "--model", "posenet"]) == 0
+    assert main(["eval", "--model", "posenet", "--data", str(DATA / "coco_dev" / "person_keypoints.json")]) == 0
     row = capsys.readouterr().out.splitlines()[-1].split()
     assert row[0] == "posenet" and float(row[1]) >= 0.22  # measured 0.228
+
+
+@pytest.mark.parametrize("content, says", [(b"not json", "are not JSON"), (b"{}", "are not a COCO keypoints file"),
+                                           (b"[]", "are not a COCO keypoints file"), (b"\xff\xfe", "are not JSON"),
+                                           (b'{"images": [{"id": "x"}], "annotations": [], "categories": []}',
+                                            "'images' must list objects")])
+def test_eval_data_that_is_not_coco_keypoints_is_a_one_line_error(tmp_path, capsys, content, says):
+    data = tmp_path / "gt.json"
+    data.write_bytes(content)
+    assert main(["eval", "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"piposer: error: annotations {data} {says}"[:40]) and says in err
 
 
 def test_console_entry_point_runs_as_module():
@@ -144,5 +156,5 @@ def test_an_output_folder_that_cannot_be_made_is_a_one_line_error(capsys):
 
 def test_bench_repeat_must_be_positive(capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["bench", "--repeat", "0"])
+        main(["bench", "--images", str(DATA), "--repeat", "0"])
     assert exit_.value.code == 2 and "must be at least 1, not 0" in capsys.readouterr().err

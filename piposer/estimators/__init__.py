@@ -13,6 +13,7 @@ from .settings import BlazePoseSettings, ModelSettings, PoseNetSettings  # noqa:
 if TYPE_CHECKING:  # numpy and the pose types are imported on first use: the config loader needs neither
     import numpy as np
 
+    from ..modelstore import ModelStore
     from ..types import Frame, Layout, Pose
 
 class Estimator(Protocol):
@@ -108,39 +109,25 @@ def settings_of(config) -> tuple:
     return tuple(value for value in vars(config).values() if type(value).__module__ == settings.__name__)
 
 
-def family_of(name: str) -> str:
-    """The model family of a manifest name, or of a .tflite path whose file name the manifest knows (default posenet)."""
-    from .. import modelstore
-
-    manifest = modelstore.load_manifest()
-    if name in manifest:
-        return manifest[name].family
-    file = name.rsplit("/", 1)[-1]
-    for info in manifest.values():
-        if any(s.file == file for s in info.sources):
-            return info.family
-    return "posenet"
-
-
-def create(config, running_mode: str | None = None) -> Estimator:
-    """The estimator for `config.model.name`, built from the config's sections for its family.
+def create(config, running_mode: str | None = None, store: ModelStore | None = None) -> Estimator:
+    """The estimator for `config.model.name`, built from the config's sections for its family, its files
+    found by `store` (default: the store the environment describes).
 
     `running_mode` ("image" or "video") overrides BlazePose's, so one-off photos skip tracking.
     """
-    family = family_of(config.model.name)
-    if family == "blazepose":
-        import dataclasses
+    from ..modelstore import ModelStore
 
+    store = store or ModelStore.from_environment()
+    family = store.family_of(config.model.name)
+    if family == "blazepose":
         from .blazepose import BlazePoseEstimator
 
         settings = config.blazepose
         if running_mode:
             settings = dataclasses.replace(settings, running_mode=running_mode)
-        return BlazePoseEstimator(config.model, settings)
+        return BlazePoseEstimator(config.model, settings, store)
     if family != "posenet":
-        from ..errors import PiposerError
-
-        raise PiposerError(f"model.name = {config.model.name!r} is a {family} model, not a pose estimator")
+        raise ConfigError(f"model.name = {config.model.name!r} is a {family} model, not a pose estimator")
     from .posenet import PoseNetEstimator
 
-    return PoseNetEstimator(config.model, config.posenet)
+    return PoseNetEstimator(config.model, config.posenet, store)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from .. import modelstore
+from ..modelstore import ModelStore
 from ..backend import Model, Tensor
 from ..errors import PiposerError
 from ..smoothing import LowPassFilter, OneEuroFilter, OneEuroParams
@@ -229,11 +229,13 @@ class BlazePoseEstimator(BaseEstimator):
 
     layout = BLAZEPOSE33
 
-    def __init__(self, model: ModelSettings | None = None, settings: BlazePoseSettings | None = None):
+    def __init__(self, model: ModelSettings | None = None, settings: BlazePoseSettings | None = None,
+                 store: ModelStore | None = None):
         self.model_settings = replace(model) if model else ModelSettings(name="blazepose-full")
         self.settings = settings or BlazePoseSettings()
-        landmark = modelstore.resolve(self.model_settings.name)
-        detector = modelstore.resolve(self.settings.detector)
+        store = store or ModelStore.from_environment()
+        landmark = store.resolve(self.model_settings.name)
+        detector = store.resolve(self.settings.detector)
         self.model_name = landmark.name
         threads = self.model_settings.num_threads
         self.detector = PoseDetector(detector.path, threads)
@@ -293,8 +295,8 @@ class BlazePose(BlazePoseEstimator):
     """BlazePose for library users: `BlazePose()` (full), `BlazePose("blazepose-lite")` or a .tflite path,
     with any [model] or [blazepose] setting as a keyword (`BlazePose(num_poses=2, running_mode="image")`)."""
 
-    def __init__(self, model: str = "blazepose-full", **options):
-        super().__init__(*settings_from(options, ModelSettings(name=model), BlazePoseSettings()))
+    def __init__(self, model: str = "blazepose-full", *, store: ModelStore | None = None, **options):
+        super().__init__(*settings_from(options, ModelSettings(name=model), BlazePoseSettings()), store=store)
 
 
 COCO_FROM_BLAZEPOSE = np.array([BLAZEPOSE33.index(name) for name in COCO17.keypoints])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .. import modelstore
+from ..modelstore import ModelStore, ResolvedModel
 from ..backend import Model, Tensor
 from ..errors import PiposerError
 from ..types import COCO17, Frame, Pose, make_pose
@@ -82,10 +82,12 @@ class PoseNetEstimator(BaseEstimator):
 
     layout = COCO17
 
-    def __init__(self, model: ModelSettings | None = None, settings: PoseNetSettings | None = None):
+    def __init__(self, model: ModelSettings | None = None, settings: PoseNetSettings | None = None,
+                 store: ModelStore | None = None):
         self.model_settings = dataclasses.replace(model) if model else ModelSettings()
         self.settings = settings or PoseNetSettings()
-        resolved = self._resolve(self.model_settings.name, self.settings.output_stride)
+        resolved = self._resolve(store or ModelStore.from_environment(), self.model_settings.name,
+                                 self.settings.output_stride)
         self.model_name = resolved.name
         self.model = Model(resolved.path, self.model_settings.num_threads)
         self.outputs = Outputs.find(self.model.outputs, resolved.path)
@@ -102,13 +104,12 @@ class PoseNetEstimator(BaseEstimator):
         self._buffer: np.ndarray | None = None
 
     @staticmethod
-    def _resolve(name: str, stride: int | None) -> modelstore.ResolvedModel:
+    def _resolve(store: ModelStore, name: str, stride: int | None) -> ResolvedModel:
         """A manifest name plus an output stride picks the model variant built for that stride."""
-        if stride and not name.endswith(".tflite"):
-            info = modelstore.load_manifest().get(name)
-            if info is not None and info.stride != stride:
-                name = info.variants.get(str(stride), name)
-        return modelstore.resolve(name)
+        info = store.manifest.get(name)
+        if stride and info is not None and info.stride != stride:
+            name = info.variants.get(str(stride), name)
+        return store.resolve(name)
 
     def _derive_stride(self, path) -> int:
         h_in, w_in = self.model.input.shape[1:3]
@@ -210,5 +211,5 @@ class PoseNet(PoseNetEstimator):
     """PoseNet for library users: `PoseNet()`, `PoseNet("posenet-stride8")` or a .tflite path, with any
     [model] or [posenet] setting as a keyword (`PoseNet(keypoint_threshold=0.5, max_poses=3)`)."""
 
-    def __init__(self, model: str = "posenet", **options):
-        super().__init__(*settings_from(options, ModelSettings(name=model), PoseNetSettings()))
+    def __init__(self, model: str = "posenet", *, store: ModelStore | None = None, **options):
+        super().__init__(*settings_from(options, ModelSettings(name=model), PoseNetSettings()), store=store)

@@ -19,6 +19,7 @@ from typing import Callable
 from .. import commands
 from ..errors import PiposerError
 from ..events import EventBus, EventKind
+from ..modelstore import ModelStore
 from ..sources import open_source
 from .systemd import Notifier
 from ..tracking import Tracker
@@ -40,13 +41,16 @@ class App:
     Thread-safe entry points: `command(cmd)` (e.g. from the MQTT thread) and `stop()` (e.g. from a
     signal handler). A `reload` command moves to the re-read config in place, between frames.
     `pin_factory` goes to every gpiozero device (a MockFactory in tests); `state_directory` is systemd's
-    $STATE_DIRECTORY (where snapshots go by default).
+    $STATE_DIRECTORY (where snapshots go by default); `store` finds the model files (default: the
+    environment's).
     """
 
     def __init__(self, config, *, load_config: Callable[[], object] | None = None,
                  notifier: Notifier | None = None, log: Callable[[str], None] = print,
-                 stop: threading.Event | None = None, pin_factory=None, state_directory: str = ""):
+                 stop: threading.Event | None = None, pin_factory=None, state_directory: str = "",
+                 store: ModelStore | None = None):
         self.config = config
+        self.store = store or ModelStore.from_environment()
         self.state_directory = state_directory
         self.load_config = load_config
         self.notifier = notifier or Notifier()
@@ -83,7 +87,7 @@ class App:
         try:
             self.pipeline.stages = self._stages(self.config)
             self.notifier.status("loading model")
-            self.pipeline.estimator = create(self.config)
+            self.pipeline.estimator = create(self.config, store=self.store)
             self.notifier.status("opening source")
             self.pipeline.source = open_source(self.config.source, log=self.log)
             self.log(f"source: {self.pipeline.source.description}")
@@ -248,7 +252,7 @@ class App:
 
         pipeline, old = self.pipeline, self.config
         stages = self._stages(config) if config.poses != old.poses else None  # first: a bad poses file changes nothing
-        estimator = create(config) if settings_of(config) != settings_of(old) else None
+        estimator = create(config, store=self.store) if settings_of(config) != settings_of(old) else None
         source = None
         try:
             if config.source != old.source:

@@ -19,14 +19,14 @@ from .systemd import Notifier
 
 
 def run(config, *, load_config: Callable[[], object] | None = None, max_frames: int | None = None,
-        log: Callable[[str], None] = print, pin_factory=None) -> int:
+        log: Callable[[str], None] = print, pin_factory=None, store=None) -> int:
     """Run the appliance until SIGTERM/SIGINT or the end of the input; SIGHUP or a `reload` command re-reads
     the config via `load_config`. Returns the process exit code: 0 on a clean stop or the end of the input,
-    1 when a sink's worker thread died (systemd's Restart= brings the service back)."""
+    1 when a sink's worker thread died (systemd's Restart= brings the service back). `store` finds the models."""
     notifier = Notifier()
     stop = threading.Event()
     app = App(config, load_config=load_config, notifier=notifier, log=log, stop=stop, pin_factory=pin_factory,
-              state_directory=os.environ.get("STATE_DIRECTORY", ""))
+              state_directory=os.environ.get("STATE_DIRECTORY", ""), store=store)
 
     def on_stop(signum, _frame):
         log(f"received {signal.Signals(signum).name}, shutting down")

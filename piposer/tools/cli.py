@@ -18,12 +18,6 @@ from ..errors import PiposerError
 log = logging.getLogger("piposer")
 
 
-def shared_path(*parts: str) -> Path:
-    """A path under the shared data folder ($PIPOSER_SHARED, default ../shared beside the project)."""
-    base = os.environ.get("PIPOSER_SHARED") or Path(__file__).resolve().parent.parent.parent / "shared"
-    return Path(base, *parts)
-
-
 class Interrupted(Exception):
     """SIGTERM or SIGHUP during a one-off command: unwinds like Ctrl-C, so every `with` discards what it
     was writing (no temporary files left, no earlier output replaced)."""
@@ -71,7 +65,7 @@ def cmd_image(args) -> int:
     cfg = load_config(args)
     out = Path(args.out)
     failed = 0
-    with Pipeline(create(cfg, running_mode="image")) as pipeline:
+    with Pipeline(create(cfg, running_mode="image", store=args.store)) as pipeline:
         for name in args.images:
             try:
                 frame = read_frame(name)
@@ -105,7 +99,7 @@ def cmd_video(args) -> int:
     source = open_video(args.input)
     pipeline = Pipeline(None, source=source, tracker=Tracker(cfg.tracking))
     with pipeline:
-        pipeline.estimator = create(cfg, running_mode="video")
+        pipeline.estimator = create(cfg, running_mode="video", store=args.store)
         fps = source.device.fps
         video = VideoSink(free_path(Path(args.out or f"{Path(args.input).stem}-poses.mp4"), args.overwrite), fps,
                           overlay, mirrored=cfg.model.flip_horizontal)
@@ -134,24 +128,21 @@ def cmd_run(args) -> int:
             cfg.source.source = args.source
         return cfg
 
-    return run(configured(), load_config=configured)
+    return run(configured(), load_config=configured, store=args.store)
 
 
 def cmd_models(args) -> int:
-    from .. import modelstore
-
-    manifest = modelstore.load_manifest()
-    names = args.names or list(manifest)
-    unknown = [n for n in names if n not in manifest]
-    if unknown:
-        raise PiposerError(f"unknown model '{unknown[0]}': choose one of {', '.join(manifest)}")
+    store = args.store
+    names = args.names or list(store.manifest)
+    for name in names:
+        store.info(name)  # an unknown name fails before anything is done
     if args.action == "list":
         for name in names:
-            info = manifest[name]
+            info = store.info(name)
             try:
-                where = str(modelstore.resolve(name, manifest).path)
-            except PiposerError:
-                where = "not found (piposer models fetch " + name + ")"
+                where = str(store.resolve(name).path)
+            except PiposerError as exc:
+                where = f"not found (piposer models fetch {name})" if "not found" in str(exc) else f"unusable: {exc}"
             stride = f"stride {info.stride}" if info.stride else ""
             print(f"{name:24} {info.family:18} {info.input[0]}x{info.input[1]:<4} {stride:10} {where}")
             print(f"{'':24} {info.description}")
@@ -160,10 +151,11 @@ def cmd_models(args) -> int:
     for name in names:
         try:
             if args.action == "fetch":
-                print(f"{name}: {modelstore.fetch(manifest[name], Path(args.dir) if args.dir else None)}")
+                print(f"{name}: {store.fetch(name, Path(args.dir) if args.dir else None)}")
             else:
-                path, digest = modelstore.verify(manifest[name])
-                print(f"{name}: ok {path} sha256 {digest}")
+                resolved = store.verify(name)
+                trusted = " (first use: hash recorded)" if resolved.first_use else ""
+                print(f"{name}: ok {resolved.path} sha256 {resolved.sha256}{trusted}")
         except PiposerError as exc:
             print(f"piposer: error: {exc}", file=sys.stderr)
             failed += 1
@@ -172,21 +164,20 @@ def cmd_models(args) -> int:
 
 def cmd_eval(args) -> int:
     from .. import config
-    from ..estimators import create, family_of
-    from .evaluate import STAT_NAMES, coco_eval, predict
+    from ..estimators import create
+    from .evaluate import STAT_NAMES, coco_eval, load_annotations, predict
 
-    annotations = Path(args.data) if args.data else shared_path("data", "coco_dev", "person_keypoints.json")
-    if not annotations.is_file():
-        raise PiposerError(f"annotations not found: {annotations} (give --data or set PIPOSER_SHARED)")
+    annotations = Path(args.data)
+    load_annotations(annotations)  # a bad file fails before any model is loaded
     base = config.load(config.config_file(args.config))
     print(f"COCO keypoint evaluation on {annotations}")
     print(f"{'model':22}" + "".join(f"{s:>7}" for s in STAT_NAMES))
     for name in args.model or ["posenet"]:
         base.model.name = name
         to_coco = None
-        if family_of(name) == "blazepose":
+        if args.store.family_of(name) == "blazepose":
             from ..estimators.blazepose import to_coco17 as to_coco
-        stats = coco_eval(annotations, predict(create(base, running_mode="image"), annotations, to_coco))
+        stats = coco_eval(annotations, predict(create(base, running_mode="image", store=args.store), annotations, to_coco))
         print(f"{name:22}" + "".join(f"{stats[s]:7.3f}" for s in STAT_NAMES))
     return 0
 
@@ -196,11 +187,11 @@ def cmd_bench(args) -> int:
     from ..estimators import create
 
     cfg = load_config(args)
-    folder = Path(args.images) if args.images else shared_path("data", "coco_dev", "images")
+    folder = Path(args.images)
     images = sorted(folder.glob("*.jpg")) + sorted(folder.glob("*.png"))
     if not images:
         raise PiposerError(f"no images in {folder}")
-    estimator = create(cfg, running_mode="image")
+    estimator = create(cfg, running_mode="image", store=args.store)
     print_report(estimator, time_estimator(estimator, images, args.repeat), len(images), args.repeat)
     return 0
 
@@ -222,7 +213,7 @@ def cmd_teach(args) -> int:
 
     cfg, path = poses_config(args)
     delay = args.delay if args.delay is not None else 0.0
-    print(teach(cfg, path, args.label, args.source, args.seconds, delay, args.interval))
+    print(teach(cfg, path, args.label, args.source, args.seconds, delay, args.interval, args.store))
     return 0
 
 
@@ -239,7 +230,7 @@ def cmd_poses(args) -> int:
     else:
         if not args.source:
             raise PiposerError("poses test needs --source (a camera, video file or folder)")
-        lines = teach.test_poses(cfg, args.source, args.seconds)
+        lines = teach.test_poses(cfg, args.source, args.seconds, args.store)
     print("\n".join(lines))
     return 0
 
@@ -300,10 +291,10 @@ def parser() -> argparse.ArgumentParser:
 
     c = command("eval", cmd_eval, "COCO keypoint AP/AR on photos with ground truth", model=False)
     c.add_argument("--model", action="append", help="model to evaluate (repeatable; default posenet)")
-    c.add_argument("--data", help="COCO person_keypoints.json (images in images/ beside it)")
+    c.add_argument("--data", required=True, help="COCO person_keypoints.json (images in images/ beside it)")
 
     c = command("bench", cmd_bench, "time preprocess, invoke and decode on photos")
-    c.add_argument("--images", help="folder of photos (default: shared coco_dev)")
+    c.add_argument("--images", required=True, help="folder of photos")
     c.add_argument("--repeat", type=positive_int, default=10)
 
     c = command("teach", cmd_teach, "record examples of a pose (the largest person in view) into the poses file")
@@ -329,6 +320,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # our own messages name unreadable files
     args = parser().parse_args(argv)
+    from ..modelstore import ModelStore
+
+    args.store = ModelStore.from_environment()  # the one place the model folders' variables are read
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -37,9 +37,28 @@ def coco_result(pose: Pose, image_id: int) -> dict:
             "score": float(pose.score)}
 
 
+def load_annotations(path: Path) -> dict:
+    """A COCO person-keypoints file, checked for what evaluation reads (images with ids and file names,
+    annotations, categories); anything else is one PiposerError naming the file."""
+    try:
+        meta = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise PiposerError(f"cannot read annotations {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise PiposerError(f"annotations {path} are not JSON: {exc}") from None
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), list) for k in ("images", "annotations",
+                                                                                     "categories")):
+        raise PiposerError(f"annotations {path} are not a COCO keypoints file "
+                           "(a JSON object with 'images', 'annotations' and 'categories' lists)")
+    if not meta["images"] or not all(isinstance(im, dict) and isinstance(im.get("file_name"), str)
+                                     and isinstance(im.get("id"), int) for im in meta["images"]):
+        raise PiposerError(f"annotations {path}: 'images' must list objects with an integer 'id' and a 'file_name'")
+    return meta
+
+
 def predict(estimator, annotations: Path, to_coco=None) -> list[dict]:
     """Run the estimator on every image of a COCO keypoint file; `to_coco` maps other layouts to COCO-17."""
-    meta = json.loads(annotations.read_text())
+    meta = load_annotations(annotations)
     results = []
     pipeline = Pipeline(estimator)
     for im in meta["images"]:

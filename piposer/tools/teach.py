@@ -10,8 +10,9 @@ from ..errors import PiposerError
 from ..rules.library import Example, PoseLibrary, check_label, teaching_subject
 
 
-def open_pipeline(cfg, source: str, stages=()):
-    """The pipeline (model, tracker, stages) over `source` (a camera, stream, video file or folder)."""
+def open_pipeline(cfg, source: str, stages=(), store=None):
+    """The pipeline (model found by `store`, tracker, stages) over `source` (a camera, stream, video file
+    or folder)."""
     import dataclasses
 
     from ..estimators import create
@@ -21,7 +22,7 @@ def open_pipeline(cfg, source: str, stages=()):
 
     pipeline = Pipeline(None, tracker=Tracker(cfg.tracking), stages=stages, min_pose_score=cfg.loop.min_pose_score)
     try:
-        pipeline.estimator = create(cfg, running_mode="video")
+        pipeline.estimator = create(cfg, running_mode="video", store=store)
         pipeline.source = open_source(dataclasses.replace(cfg.source, source=source, loop=False), log=lambda _: None)
     except BaseException:
         pipeline.close()
@@ -67,9 +68,10 @@ def record(pipeline, label: str, seconds: float, delay: float, interval: float, 
     return examples
 
 
-def teach(cfg, path: Path, label: str, source: str, seconds: float, delay: float, interval: float) -> str:
+def teach(cfg, path: Path, label: str, source: str, seconds: float, delay: float, interval: float,
+          store=None) -> str:
     """Record examples of `label` from `source` into the poses file at `path`; returns a summary line."""
-    with open_pipeline(cfg, source) as pipeline:
+    with open_pipeline(cfg, source, store=store) as pipeline:
         examples = record(pipeline, label, seconds, delay, interval, source)
     if not examples:
         raise PiposerError(f"no person with both shoulders visible in {source} during those {seconds:g} s: nothing taught")
@@ -101,13 +103,13 @@ def remove_pose(path: Path, label: str) -> str:
     return f"removed '{label}' ({removed} examples) from {path}"
 
 
-def test_poses(cfg, source: str, seconds: float) -> list[str]:
+def test_poses(cfg, source: str, seconds: float, store=None) -> list[str]:
     """Run the classifier over `source`: one line per label change, then seconds per label per person."""
     from ..rules.poses import PoseStage
 
     PoseLibrary.load(cfg.poses.file, missing_ok=False)
     lines, shown, time_in = [], {}, Counter()
-    with open_pipeline(cfg, source, stages=[PoseStage(cfg.poses)]) as pipeline:
+    with open_pipeline(cfg, source, stages=[PoseStage(cfg.poses)], store=store) as pipeline:
         previous = None
         for frame, poses, t in frames(pipeline, seconds):
             step = 0.0 if previous is None else t - previous
