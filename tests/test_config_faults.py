@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from commandline import assert_one_line_error, piposer
 
-PIPOSER = Path(sys.executable).with_name("piposer")
 
 
 def config(args, path):
-    return subprocess.run([str(PIPOSER), "config", *args, "--config", str(path)],
-                          capture_output=True, text=True, timeout=60)
-
-
-def assert_one_line_error(result, *names):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert any(name in lines[0] for name in names), lines[0]
+    return piposer("config", *args, "--config", path)
 
 
 def test_not_utf8(tmp_path):

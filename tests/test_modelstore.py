@@ -74,7 +74,9 @@ def test_missing_model_says_where_it_looked_and_how_to_fetch(tmp_path):
 
 
 def test_wrong_hash_is_refused(tmp_path):
-    (tmp_path / POSENET.name).write_bytes(b"not a model")
+    changed = bytearray(POSENET.read_bytes())
+    changed[-1] ^= 0xFF  # same size, one byte different
+    (tmp_path / POSENET.name).write_bytes(bytes(changed))
     with pytest.raises(ModelError, match="has sha256 .* expected ee84b06b"):
         store_with(tmp_path, dirs=[tmp_path]).resolve("posenet")
 

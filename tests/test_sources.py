@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fake_picamera2
+from mjpeg_server import MjpegServer
 from conftest import DATA
 from piposer import config
 from piposer.errors import PiposerError
@@ -222,3 +223,77 @@ def test_close_leaves_a_stalled_camera_to_the_capture_thread(monkeypatch, video_
     assert not camera.closed
     cam.stall.clear()
     wait_for(lambda: camera.closed, timeout=5)
+
+
+# -- network streams: a real MJPEG server that freezes and goes away -------------------------
+
+STREAM = {"reopen_min": 0.1, "reopen_max": 0.4, "stall_timeout": 1.0}
+
+
+def events_until(source, kind, timeout=10.0):
+    """Read as the frame loop does until an event of `kind` shows up; all events seen meanwhile."""
+    seen = []
+
+    def arrived():
+        source.read(timeout=0.05)
+        seen.extend(source.events())
+        return any(e.kind == kind for e in seen)
+
+    wait_for(arrived, timeout)
+    return seen
+
+
+def test_a_frozen_stream_is_an_outage_within_the_stall_timeout():
+    with MjpegServer() as camera:
+        source = open_source(SourceSettings(source=camera.url, **STREAM), **QUIET)
+        try:
+            assert source.read(timeout=5) is not None
+            camera.frozen.set()
+            frozen_at = time.monotonic()
+            while source.read(timeout=0.2) is not None:  # what was already on the way
+                pass
+            lost = [e for e in events_until(source, "source_lost", timeout=3) if e.kind == "source_lost"]
+            assert time.monotonic() - frozen_at < 2.5
+            assert lost[0].fields["reason"].startswith("stalled: no frame for 1.")
+            stats = source.stats()
+            assert stats["connected"] is False and stats["stalls"] == 1 and stats["outage_s"] > 0
+            camera.frozen.clear()
+            restored = events_until(source, "source_restored")
+            assert [e.kind for e in restored].count("source_lost") == 0  # the reopen is part of the same outage
+            frame = source.read(timeout=5)
+            assert frame is not None and abs(int(frame.image.mean()) - (camera.sent - 1) % 256) <= 3
+            stats = source.stats()
+            assert stats["connected"] is True and stats["reopens"] == 1 and stats["outage_total_s"] >= 1.0
+        finally:
+            source.close()
+
+
+def test_a_stream_that_goes_away_and_comes_back_is_reopened():
+    camera = MjpegServer().start()
+    source = open_source(SourceSettings(source=camera.url, **STREAM), **QUIET)
+    try:
+        assert source.read(timeout=5) is not None
+        camera.stop()
+        lost = [e for e in events_until(source, "source_lost", timeout=3) if e.kind == "source_lost"]
+        assert len(lost) == 1 and source.stats()["connected"] is False
+        camera.start()  # same port
+        events_until(source, "source_restored")
+        assert source.read(timeout=5) is not None and source.stats()["reopens"] == 1
+    finally:
+        source.close()
+        camera.stop()
+
+
+def test_a_stalled_pi_camera_is_an_outage(monkeypatch, video_frames):
+    cam = fake_picamera2.install(monkeypatch, video_frames, interval=0.01)
+    source = open_source(SourceSettings(source="picamera2", **STREAM), **QUIET)
+    try:
+        assert source.read(timeout=5) is not None
+        cam.stall.set()
+        lost = [e for e in events_until(source, "source_lost", timeout=3) if e.kind == "source_lost"]
+        assert lost[0].fields["reason"].startswith("stalled") and source.stats()["stalls"] == 1
+        cam.stall.clear()
+        events_until(source, "source_restored")
+        assert source.stats()["connected"] is True
+    finally:
+        source.close()

@@ -98,7 +98,14 @@ class OpenCVDevice:
     def open(self) -> None:
         s = self.settings
         is_camera = isinstance(self.target, int) or str(self.target).startswith("/dev/")
-        capture = cv2.VideoCapture(self.target, cv2.CAP_V4L2) if is_camera else cv2.VideoCapture(self.target)
+        if is_camera:
+            capture = cv2.VideoCapture(self.target, cv2.CAP_V4L2)
+        elif self.live:  # a stream: FFmpeg gives up on a silent server after stall_timeout instead of ~30 s
+            timeout = int(s.stall_timeout * 1000)
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout,
+                                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout])
+        else:
+            capture = cv2.VideoCapture(self.target)
         if not capture.isOpened():
             capture.release()
             raise OSError(f"cannot open {self.description}")

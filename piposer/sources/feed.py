@@ -94,14 +94,18 @@ class FrameSource:
         self.frames += 1
         return frame
 
-    def _lost(self, reason: str) -> None:
-        with self._lock:
+    def _lost_locked(self, reason: str, since: float | None = None) -> None:
+        """Record an outage (begun `since`, default now) once, whichever of the capture thread and the
+        stall check sees it first."""
+        if self.connected:
             self.connected = False
-            self.outage_started = time.monotonic()
+            self.outage_started = time.monotonic() if since is None else since
             self._events.append(SourceEvent("source_lost", {"source": self.description, "reason": reason}))
 
     def _restored(self) -> None:
         with self._lock:
+            if self.connected:
+                return
             down = time.monotonic() - self.outage_started
             self.outage_seconds += down
             self.outage_started = None
@@ -135,15 +139,21 @@ class LiveFeed(FrameSource):
     """A camera or stream read by a capture thread that keeps only the newest frame.
 
     When the device fails, the thread closes it and reopens it with exponential backoff
-    (reopen_min doubling up to reopen_max), recording the outage.
+    (reopen_min doubling up to reopen_max), recording the outage. A device that stays connected but
+    sends nothing for `stall_timeout` seconds is a stall: `read` reports it as an outage (and counts it)
+    without waiting for the device to give up.
     """
 
-    def __init__(self, device: Device, reopen_min: float = 0.5, reopen_max: float = 10.0):
+    def __init__(self, device: Device, reopen_min: float = 0.5, reopen_max: float = 10.0,
+                 stall_timeout: float = 5.0):
         super().__init__(device)
         self.reopen_min = reopen_min
         self.reopen_max = reopen_max
+        self.stall_timeout = stall_timeout
+        self.stalls = 0
         self.dropped = 0
         self._newest: np.ndarray | None = None
+        self._last_frame_at = 0.0
         self._captured_at = 0.0
         self._wall = 0.0
         self._fresh = threading.Condition(self._lock)
@@ -153,6 +163,7 @@ class LiveFeed(FrameSource):
 
     def start(self) -> None:
         super().start()
+        self._last_frame_at = time.monotonic()
         self._thread = threading.Thread(target=self._capture, name="piposer-capture", daemon=True)
         self._thread.start()
 
@@ -161,6 +172,7 @@ class LiveFeed(FrameSource):
             if self._newest is None:
                 self._fresh.wait(timeout)
             if self._newest is None:
+                self._check_stall()
                 return None
             image, captured, wall = self._newest, self._captured_at, self._wall
             self._newest = None
@@ -176,8 +188,18 @@ class LiveFeed(FrameSource):
         if self._thread is None or not self._thread.is_alive():
             self.device.close()
 
+    def _check_stall(self) -> bool:
+        """Called with the lock held: report a connected device silent for stall_timeout as a stalled outage
+        (from `read`, or from the capture thread when the device's own timeout ends the read)."""
+        silent = time.monotonic() - self._last_frame_at
+        if self.connected and silent > self.stall_timeout:
+            self.stalls += 1
+            self._lost_locked(f"stalled: no frame for {silent:.1f} s", since=self._last_frame_at)
+            return True
+        return False
+
     def stats(self) -> dict:
-        return {**super().stats(), "dropped": self.dropped}
+        return {**super().stats(), "dropped": self.dropped, "stalls": self.stalls}
 
     def _capture(self) -> None:
         try:
@@ -201,18 +223,20 @@ class LiveFeed(FrameSource):
             if self._stop.is_set():
                 return
             if image is None:
-                if self.connected:
-                    self._lost(reason)
+                with self._lock:
+                    if not self._check_stall():
+                        self._lost_locked(reason)
                 self._safe_close()
                 is_open = False
                 continue
+            captured = self._last_frame_at = time.monotonic()  # before restoring: no stall seen in between
             if not self.connected:
                 self._restored()
             delay = self.reopen_min
             with self._fresh:
                 if self._newest is not None:
                     self.dropped += 1
-                self._newest, self._captured_at, self._wall = image, time.monotonic(), time.time()
+                self._newest, self._captured_at, self._wall = image, captured, time.time()
                 self._fresh.notify()
 
     def _try_open(self) -> bool:
@@ -255,7 +279,7 @@ def open_source(settings: SourceSettings | str | int | os.PathLike, log=print) -
         settings = SourceSettings(source=settings if isinstance(settings, int) else str(settings))
     device = device_for(settings, log)
     if device.live:
-        source: FrameSource = LiveFeed(device, settings.reopen_min, settings.reopen_max)
+        source: FrameSource = LiveFeed(device, settings.reopen_min, settings.reopen_max, settings.stall_timeout)
     else:
         source = Playback(device)
     source.start()

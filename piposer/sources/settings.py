@@ -15,7 +15,9 @@ class SourceSettings:
     `source` is "auto" (picamera2, then /dev/video0), "picamera2", a /dev/videoN path or an int
     index, a stream URL (rtsp://...), a video file, an image folder or a glob. `width`/`height`/`fps`
     configure cameras; `lores_width`/`lores_height` (picamera2 only) make inference run on the ISP's
-    small second stream instead of downscaling the main one. `loop` replays files forever.
+    small second stream instead of downscaling the main one. `loop` replays files forever. A live
+    source that sends no frame for `stall_timeout` seconds (a frozen stream that keeps its connection)
+    counts as lost: reported, counted as an outage, and reopened.
     """
 
     source: str | int = "auto"
@@ -27,6 +29,7 @@ class SourceSettings:
     loop: bool = False
     reopen_min: float = 0.5
     reopen_max: float = 10.0  # well below the service's WatchdogSec (30 s): several attempts before a restart
+    stall_timeout: float = 5.0
 
     def __post_init__(self):
         from ..checks import check_range
@@ -48,6 +51,7 @@ class SourceSettings:
                 f"source.width/height ({self.width}x{self.height})"
             )
         check_range("source.reopen_max", self.reopen_max, 0, 3600, lo_open=True)
+        check_range("source.stall_timeout", self.stall_timeout, 0.5, 600)
         if not 0 < self.reopen_min <= self.reopen_max:
             raise ValueError(f"source.reopen_min must be > 0 and <= source.reopen_max, not {self.reopen_min}")
 
