@@ -174,10 +174,8 @@ def load(path: Path | None, *, check_files: bool = True) -> Config:
         if check_files:
             _check_files(config)
             check_taught(config.rules, config.poses)
-    except ConfigError:
-        raise
-    except PiposerError as exc:  # gpio/rules checks raise the general kind
-        raise ConfigError(str(exc)) from None
+    except PiposerError as exc:  # gpio/rules checks raise the general kind; every one names the file
+        raise ConfigError(f"{where}: {str(exc).removeprefix('config: ')}") from None
     except RecursionError:
         raise ConfigError(f"{where}: a value is nested too deeply") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a check that did not expect this value

@@ -101,7 +101,7 @@ def test_bad_config_value_names_the_key(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[posenet]\nmax_poses = 0\n")
     assert main(["config", "check", "--config", str(cfg)]) == 2
-    assert capsys.readouterr().err.strip() == "piposer: error: config: posenet.max_poses must be >= 1, not 0"
+    assert capsys.readouterr().err.strip() == f"piposer: error: config {cfg}: posenet.max_poses must be >= 1, not 0"
 
 
 def test_eval_meets_the_coco_ap_target(capsys):

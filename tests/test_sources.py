@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
+import struct
 import sys
 import time
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 
 import fake_picamera2
+from commandline import assert_one_line_error, piposer
 from mjpeg_server import MjpegServer
 from conftest import DATA
 from piposer import config
@@ -297,3 +301,42 @@ def test_a_stalled_pi_camera_is_an_outage(monkeypatch, video_frames):
         assert source.stats()["connected"] is True
     finally:
         source.close()
+
+
+def huge_png(path, side=50000):
+    """A valid PNG whose header claims side x side pixels (what a hostile or broken upload looks like)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_folder_skips_unreadable_images_with_a_warning(tmp_path):
+    good = [STILLS / "image1.png", STILLS / "image2.jpeg"]
+    shutil.copy(good[0], tmp_path / "a.png")
+    (tmp_path / "b.jpg").write_bytes((STILLS / "image2.jpeg").read_bytes()[:200])  # truncated
+    huge_png(tmp_path / "c.png")
+    shutil.copy(good[1], tmp_path / "d.jpeg")
+    warnings = []
+    source = open_source(SourceSettings(source=str(tmp_path)), log=warnings.append)
+    frames = read_all(source)
+    np.testing.assert_array_equal(frames[0].image, cv2.imread(str(good[0])))
+    np.testing.assert_array_equal(frames[1].image, cv2.imread(str(good[1])))
+    assert len(frames) == 2 and source.device.skipped == 2
+    assert [w.split(":")[1].strip().split()[-1] for w in warnings] == [str(tmp_path / "b.jpg"), str(tmp_path / "c.png")]
+    assert all(w.startswith("warning: cannot read image ") and w.endswith(": skipped") for w in warnings)
+
+
+def test_a_looping_folder_of_only_bad_images_ends_instead_of_spinning(tmp_path):
+    huge_png(tmp_path / "a.png")
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    source = open_source(SourceSettings(source=str(tmp_path), loop=True), **QUIET)
+    assert source.read() is None and source.finished
+
+
+def test_an_image_claiming_50000x50000_pixels_is_one_line(tmp_path):
+    image = huge_png(tmp_path / "huge.png")
+    result = piposer("image", "--out", tmp_path / "out", image, cwd=tmp_path)
+    assert_one_line_error(result, f"cannot read image {image}: its header claims more pixels than OpenCV reads")

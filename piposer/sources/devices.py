@@ -134,28 +134,40 @@ class OpenCVDevice:
 
 
 class ImageFiles:
-    """Still images from a folder or a glob, in name order, as if they were a video."""
+    """Still images from a folder or a glob, in name order, as if they were a video.
+
+    An unreadable image (truncated, not an image, absurd size) is skipped with a warning: one bad file
+    in a folder of hundreds must not end the run. A pass in which no image could be read ends it.
+    """
 
     live = False
     fps = 1.0  # stills are unrelated moments: one second apart, as far as tracking is concerned
 
-    def __init__(self, paths: list[Path], description: str, loop: bool = False):
+    def __init__(self, paths: list[Path], description: str, loop: bool = False, log=print):
         self.paths = paths
         self.description = f"{description} ({len(paths)} images)"
         self.loop = loop
+        self.log = log
+        self.skipped = 0
         self._next = 0
 
     def open(self) -> None:
         self._next = 0
 
     def read(self) -> np.ndarray | None:
-        if self._next >= len(self.paths):
-            if not self.loop:
-                return None
-            self._next = 0
-        path = self.paths[self._next]
-        self._next += 1
-        return read_image(path)
+        for _ in range(len(self.paths)):  # at most one pass over the files in search of a readable one
+            if self._next >= len(self.paths):
+                if not self.loop:
+                    return None
+                self._next = 0
+            path = self.paths[self._next]
+            self._next += 1
+            try:
+                return read_image(path)
+            except SourceError as exc:
+                self.skipped += 1
+                self.log(f"warning: {exc}: skipped")
+        return None
 
     def close(self) -> None:
         pass
@@ -182,18 +194,18 @@ def device_for(settings: SourceSettings, log=print) -> Device:
     path = Path(target).expanduser()
     if path.is_file():
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            return ImageFiles([path], str(path), settings.loop)
+            return ImageFiles([path], str(path), settings.loop, log)
         return OpenCVDevice(str(path), settings, live=False)
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise PiposerError(f"source = {target!r}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-        return ImageFiles(images, str(path), settings.loop)
+        return ImageFiles(images, str(path), settings.loop, log)
     if glob.has_magic(target):
         images = sorted(Path(p) for p in glob.glob(os.path.expanduser(target)))
         if not images:
             raise PiposerError(f"source = {target!r}: glob matches no files")
-        return ImageFiles(images, target, settings.loop)
+        return ImageFiles(images, target, settings.loop, log)
     raise PiposerError(
         f"source = {mask_url(target)!r}: no such file (allowed: auto, picamera2, /dev/videoN, camera index, "
         "rtsp:// URL, video file, image folder, glob)"
@@ -233,7 +245,10 @@ def read_image(path: Path | str) -> np.ndarray:
     try:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV accepts
-        raise SourceError(f"cannot read image {path}: {str(exc).strip().splitlines()[-1]}") from None
+        detail = str(exc).strip().splitlines()[-1].split("error: ")[-1]  # without OpenCV's source file and line
+        if "CV_IO_MAX_IMAGE_PIXELS" in detail:
+            detail = "its header claims more pixels than OpenCV reads (2^30)"
+        raise SourceError(f"cannot read image {path}: {detail}") from None
     if image is None:
         raise SourceError(f"cannot read image {path}")
     return image
