@@ -340,3 +340,19 @@ def test_an_image_claiming_50000x50000_pixels_is_one_line(tmp_path):
     image = huge_png(tmp_path / "huge.png")
     result = piposer("image", "--out", tmp_path / "out", image, cwd=tmp_path)
     assert_one_line_error(result, f"cannot read image {image}: its header claims more pixels than OpenCV reads")
+
+
+def test_stream_credentials_never_appear_in_errors_stats_or_events():
+    with pytest.raises(PiposerError) as refused:
+        open_source(SourceSettings(source="rtsp://admin:s3cret@127.0.0.1:9/stream1", **STREAM), **QUIET)
+    assert "s3cret" not in str(refused.value) and "rtsp://admin:***@127.0.0.1:9/stream1" in str(refused.value)
+    camera = MjpegServer().start()
+    source = open_source(SourceSettings(source=camera.url.replace("//", "//admin:s3cret@"), **STREAM), **QUIET)
+    try:
+        assert source.read(timeout=5) is not None
+        camera.stop()
+        lost = events_until(source, "source_lost", timeout=3)
+        assert lost[-1].fields["source"] == f"http://admin:***@127.0.0.1:{camera.port}/stream.mjpg"
+        assert "s3cret" not in repr(source.stats()) + repr([e.fields for e in lost])
+    finally:
+        source.close()
