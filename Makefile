@@ -28,6 +28,13 @@ test-deps:
 	  echo "installing:$$missing"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@command -v npm >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	@$(MAKE) --no-print-directory tests/osc_node/node_modules
+
+# The second, independent OSC implementation the tests receive with (the npm osc package, locked).
+tests/osc_node/node_modules: tests/osc_node/package-lock.json
+	cd tests/osc_node && npm ci --silent --no-audit --no-fund && touch node_modules
 
 test: venv test-deps
 	$(PY) -m pytest -q

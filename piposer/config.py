@@ -140,6 +140,7 @@ from .sources.settings import SourceSettings  # noqa: E402
 from .tracking.settings import TrackingSettings  # noqa: E402
 from .runtime.settings import LoopSettings  # noqa: E402
 from .sinks.mqtt_settings import MqttSettings  # noqa: E402
+from .sinks.osc_settings import OscSettings  # noqa: E402
 from .rules.settings import RuleSettings  # noqa: E402
 from .rules.wiring import ButtonSettings, OutputSettings, check_wiring  # noqa: E402
 from .rules.library import PoseSettings, check_taught  # noqa: E402
@@ -156,6 +157,7 @@ class Config:
     loop: LoopSettings = field(default_factory=LoopSettings)
     blazepose: BlazePoseSettings = field(default_factory=BlazePoseSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    osc: list[OscSettings] = field(default_factory=list)
     rules: list[RuleSettings] = field(default_factory=list)
     outputs: list[OutputSettings] = field(default_factory=list)
     button: ButtonSettings | None = None

@@ -75,11 +75,23 @@ def _build_snapshots(app: App, settings) -> Sink:
     return SnapshotSink(snapshot_folder(snapshot_dir, app.state_directory), emit=app.bus.emit, mirrored=mirrored)
 
 
+def _osc(config):
+    return (tuple(config.osc), config.tracking.max_age) if config.osc else None
+
+
+def _build_osc(app: App, settings) -> Sink:
+    from ..sinks.osc import OscSink
+
+    destinations, leave_after = settings
+    return OscSink(list(destinations), leave_after=leave_after, log=app.log)
+
+
 # GPIO first (closest to real time, and its final `falling` events still go out over MQTT on close), then MQTT.
 KINDS: list[SinkKind] = [
     SinkKind("RulesSink", _rules, _build_rules),
     SinkKind("MqttSink", _mqtt, _build_mqtt),
     SinkKind("SnapshotSink", _snapshots, _build_snapshots),
+    SinkKind("OscSink", _osc, _build_osc),
 ]
 
 
