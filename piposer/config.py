@@ -141,6 +141,7 @@ from .tracking.settings import TrackingSettings  # noqa: E402
 from .runtime.settings import LoopSettings  # noqa: E402
 from .sinks.mqtt_settings import MqttSettings  # noqa: E402
 from .sinks.osc_settings import OscSettings  # noqa: E402
+from .sinks.web_settings import WebSettings  # noqa: E402
 from .rules.settings import RuleSettings  # noqa: E402
 from .rules.wiring import ButtonSettings, OutputSettings, check_wiring  # noqa: E402
 from .rules.library import PoseSettings, check_taught  # noqa: E402
@@ -158,6 +159,7 @@ class Config:
     blazepose: BlazePoseSettings = field(default_factory=BlazePoseSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     osc: list[OscSettings] = field(default_factory=list)
+    web: WebSettings = field(default_factory=WebSettings)
     rules: list[RuleSettings] = field(default_factory=list)
     outputs: list[OutputSettings] = field(default_factory=list)
     button: ButtonSettings | None = None

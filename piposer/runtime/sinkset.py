@@ -86,12 +86,24 @@ def _build_osc(app: App, settings) -> Sink:
     return OscSink(list(destinations), leave_after=leave_after, log=app.log)
 
 
+def _web(config):
+    return (config.web, config.model.name, config.model.keypoint_threshold) if config.web.enabled else None
+
+
+def _build_web(app: App, settings) -> Sink:
+    from ..sinks.websocket import WebSocketSink
+
+    web, model_name, threshold = settings
+    return WebSocketSink(web, model_name, keypoint_threshold=threshold, log=app.log)
+
+
 # GPIO first (closest to real time, and its final `falling` events still go out over MQTT on close), then MQTT.
 KINDS: list[SinkKind] = [
     SinkKind("RulesSink", _rules, _build_rules),
     SinkKind("MqttSink", _mqtt, _build_mqtt),
     SinkKind("SnapshotSink", _snapshots, _build_snapshots),
     SinkKind("OscSink", _osc, _build_osc),
+    SinkKind("WebSocketSink", _web, _build_web),
 ]
 
 
