@@ -6,11 +6,30 @@ SHARED := $(or $(PIPOSER_SHARED),$(abspath ../shared))
 export PIPOSER_SHARED := $(SHARED)
 export PIPOSER_MODEL_DIR ?= $(SHARED)/models$(if $(wildcard $(SHARED)/models/converted_from_tfjs),:$(SHARED)/models/converted_from_tfjs)
 RUN_ARGS ?= $(if $(wildcard $(SHARED)/data/video/room_pair.mp4),--source $(SHARED)/data/video/room_pair.mp4)
-APT_TEST_PACKAGES := mosquitto openssl openssh-server openssh-client rsync shellcheck systemd
+APT_TEST_PACKAGES := mosquitto openssl openssh-server openssh-client rsync shellcheck systemd chromium
 
 .PHONY: run test bench bench-mediapipe eval soak deploy venv test-deps clean
 
-$(VENV)/.installed: pyproject.toml
+# Node's npm (Debian's, if the machine has none) for the two things taken from the npm registry.
+define ensure_npm
+@command -v npm >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+endef
+
+# p5.js for the example sketch the web server serves (/examples/p5): fetched from npm at build time,
+# checked against its sha256, never from a CDN at run time and never committed.
+P5_VERSION := 1.11.13
+P5_SHA256 := e9df7d05fd7c3ff028fc09a312a43101241f23c43143b387bf89d96b2e4e0849
+P5 := piposer/web/vendor/p5.min.js
+$(P5):
+	$(ensure_npm)
+	@tmp=$$(mktemp -d) && (cd $$tmp && npm pack -q p5@$(P5_VERSION) >/dev/null && \
+	  tar xzf p5-$(P5_VERSION).tgz package/lib/p5.min.js package/license.txt && \
+	  echo "$(P5_SHA256)  package/lib/p5.min.js" | sha256sum -c --quiet) && \
+	  mkdir -p $(dir $(P5)) && mv $$tmp/package/lib/p5.min.js $(P5) && mv $$tmp/package/license.txt $(dir $(P5))p5-license.txt; \
+	  rc=$$?; rm -rf $$tmp; exit $$rc
+
+$(VENV)/.installed: pyproject.toml $(P5)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -28,8 +47,7 @@ test-deps:
 	  echo "installing:$$missing"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@command -v npm >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	$(ensure_npm)
 	@$(MAKE) --no-print-directory tests/osc_node/node_modules
 
 # The second, independent OSC implementation the tests receive with (the npm osc package, locked).
@@ -65,7 +83,7 @@ REMOTE_DIR ?= piposer-src
 DEPLOY_ENV = $(if $(DEPLOY_PREFIX),PIPOSER_PREFIX=$(DEPLOY_PREFIX)) $(foreach v,PIPOSER_SKIP_APT PIPOSER_SKIP_SYSTEMD PIPOSER_SKIP_MODEL PIPOSER_WITH_MOSQUITTO PIPOSER_MODEL PIPOSER_LITERT,$(if $($(v)),$(v)=$($(v))))
 RSYNC_EXCLUDES := .git .venv .bench-venv __pycache__ '*.egg-info' .pytest_cache .hypothesis out build
 
-deploy:
+deploy: $(P5)
 	@test -n "$(HOST)" || { echo "usage: make deploy HOST=user@raspberrypi.local"; exit 2; }
 	rsync -az --delete -e "ssh $(SSH_OPTS)" $(foreach x,$(RSYNC_EXCLUDES),--exclude $(x)) ./ "$(HOST):$(REMOTE_DIR)/"
 	ssh $(SSH_OPTS) "$(HOST)" 'cd $(REMOTE_DIR) && SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo) && $$SUDO env $(DEPLOY_ENV) bash deploy/install.sh'

@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import json
 import threading
+from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
@@ -23,6 +24,7 @@ from .payloads import poses_payload
 from .web_settings import WebSettings
 
 FORMATS = ("piposer", "ml5")
+WEB = Path(__file__).resolve().parent.parent / "web"  # static files: examples, and vendor/ (p5.js, from make)
 
 
 def ml5_payload(poses: list[Pose], min_score: float = 0.0) -> list[dict]:
@@ -116,6 +118,11 @@ class WebSocketSink(Sink):
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_get("/poses", self._poses)
+        app.router.add_get("/examples/p5", self._p5_example)
+        app.router.add_get("/examples/p5/", self._p5_example)
+        app.router.add_static("/examples/", WEB / "examples")
+        if (WEB / "vendor").is_dir():
+            app.router.add_static("/vendor/", WEB / "vendor")
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.bind, self.settings.port)
@@ -146,6 +153,9 @@ class WebSocketSink(Sink):
         if origin and "*" not in allowed and origin not in allowed and origin != f"http://{request.host}":
             return f"origin {origin} is not in [web] allow_origins"
         return None
+
+    async def _p5_example(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB / "examples" / "p5" / "index.html")
 
     async def _poses(self, request: web.Request) -> web.StreamResponse:
         refusal = self._refusal(request)
