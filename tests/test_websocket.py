@@ -154,3 +154,34 @@ def test_web_settings_are_checked(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
         config.load(path)
+
+
+def own_address() -> str | None:
+    """This machine's address on its network (not loopback), as another machine would reach it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET: nothing is sent, the kernel only picks a route
+        except OSError:
+            return None
+        address = s.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_other_machines_need_a_trusted_network(trusted):
+    address = own_address()
+    if address is None:
+        pytest.skip("this machine has no network address besides loopback")
+    port = free_port()
+    sink = WebSocketSink(WebSettings(enabled=True, bind="0.0.0.0", port=port, trusted_network=trusted), "posenet",
+                         log=lambda line: None)
+    try:
+        watcher = Watcher(f"ws://{address}:{port}/poses")
+        assert watcher.connected.wait(5)
+        if trusted:
+            assert watcher.error is None
+        else:
+            assert isinstance(watcher.error, aiohttp.WSServerHandshakeError) and watcher.error.status == 403
+        watcher.close()
+    finally:
+        sink.close()
