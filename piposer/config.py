@@ -135,7 +135,7 @@ def as_dict(obj: Any, secret_keys: tuple[str, ...] = ("password",)) -> Any:
 
 
 # The top-level config: one field per [section]. Each section's dataclass lives in its module.
-from .estimators.settings import BlazePoseSettings, ModelSettings, PoseNetSettings  # noqa: E402
+from .estimators.settings import BlazePoseSettings, ModelSettings, MoveNetSettings, PoseNetSettings  # noqa: E402
 from .sources.settings import SourceSettings  # noqa: E402
 from .tracking.settings import TrackingSettings  # noqa: E402
 from .runtime.settings import LoopSettings  # noqa: E402
@@ -153,6 +153,7 @@ class Config:
 
     model: ModelSettings = field(default_factory=ModelSettings)
     posenet: PoseNetSettings = field(default_factory=PoseNetSettings)
+    movenet: MoveNetSettings = field(default_factory=MoveNetSettings)
     source: SourceSettings = field(default_factory=SourceSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     loop: LoopSettings = field(default_factory=LoopSettings)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..checks import check_range
 from ..errors import ConfigError, SourceError
-from .settings import BlazePoseSettings, ModelSettings, PoseNetSettings  # noqa: F401 - re-exported
+from .settings import BlazePoseSettings, ModelSettings, MoveNetSettings, PoseNetSettings  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:  # numpy and the pose types are imported on first use: the config loader needs neither
     import numpy as np
@@ -126,6 +126,10 @@ def create(config, running_mode: str | None = None, store: ModelStore | None = N
         if running_mode:
             settings = dataclasses.replace(settings, running_mode=running_mode)
         return BlazePoseEstimator(config.model, settings, store)
+    if family == "movenet":
+        from .movenet import MoveNetEstimator
+
+        return MoveNetEstimator(config.model, config.movenet, store)
     if family != "posenet":
         raise ConfigError(f"model.name = {config.model.name!r} is a {family} model, not a pose estimator")
     from .posenet import PoseNetEstimator

@@ -13,6 +13,20 @@ MAX_INPUT_SIDE = 4096  # px per side of the model input: beyond this a Pi runs o
 
 
 @dataclass
+class MoveNetSettings:
+    """[movenet]: which of MoveNet MultiPose's six candidates become poses."""
+
+    max_poses: int = 6
+    min_pose_score: float = 0.1
+
+    def __post_init__(self):
+        from ..checks import check_range
+
+        check_range("movenet.max_poses", self.max_poses, 1, 6)
+        check_range("movenet.min_pose_score", self.min_pose_score, 0, 1)
+
+
+@dataclass
 class PoseNetSettings:
     """[posenet]: decoder and input settings (names follow tfjs-models PoseNet)."""
 
