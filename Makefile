@@ -58,7 +58,7 @@ test: venv test-deps
 	$(PY) -m pytest -q
 
 eval: venv
-	$(VENV)/bin/piposer eval --data $(SHARED)/data/coco_dev/person_keypoints.json $(foreach m,posenet posenet-stride8 posenet-stride32 blazepose-lite blazepose-full blazepose-heavy,--model $(m))
+	$(VENV)/bin/piposer eval --data $(SHARED)/data/coco_dev/person_keypoints.json $(foreach m,posenet posenet-stride8 posenet-stride32 movenet-multipose blazepose-lite blazepose-full blazepose-heavy,--model $(m))
 
 # Speed figures for BENCHMARKS.md: PoseNet stages and decoder, rules, MQTT. (BlazePose vs MediaPipe,
 # which installs mediapipe into its own venv, is `make bench-mediapipe`.)
