@@ -13,7 +13,7 @@ from piposer.estimators.posenet import PoseNetEstimator, heatmap_scores
 from piposer.estimators.posenet_decoder import decode_multiple, decode_single, part_candidates
 from posenet_reference import decode_multiple_reference
 
-from conftest import DATA
+from conftest import DATA, MODELS
 
 COCO_DEV = DATA / "coco_dev"
 IMAGE2 = DATA / "tflite_pose_testdata" / "image2.jpeg"
@@ -57,7 +57,11 @@ def test_multi_pose_matches_reference_on_coco_dev(coco_outputs, threshold, radiu
     assert total > len(coco_outputs)  # the images hold people: poses were really compared
 
 
-@pytest.mark.parametrize("model", ["posenet-stride8", "posenet-stride32", "posenet-coral-353x481", "posenet-pinto-101"])
+PINTO = str(MODELS / "model-mobilenet_v1_101_257_integer_quant.tflite")  # not offered (manifest), still a layout test
+
+
+@pytest.mark.parametrize("model", ["posenet-stride8", "posenet-stride32", "posenet-coral-353x481", PINTO],
+                         ids=["stride8", "stride32", "coral", "pinto"])
 def test_multi_pose_matches_reference_for_other_layouts(model):
     """Other strides, Coral's uint8 mid-offset tensor and PINTO's alphabetical outputs decode alike."""
     total = 0
