@@ -104,12 +104,6 @@ def test_bad_config_value_names_the_key(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"piposer: error: config {cfg}: posenet.max_poses must be >= 1, not 0"
 
 
-def test_eval_meets_the_coco_ap_target(capsys):
-    assert main(["eval", "--model", "posenet", "--data", str(DATA / "coco_dev" / "person_keypoints.json")]) == 0
-    row = capsys.readouterr().out.splitlines()[-1].split()
-    assert row[0] == "posenet" and float(row[1]) >= 0.22  # measured 0.228
-
-
 @pytest.mark.parametrize("content, says", [(b"not json", "are not JSON"), (b"{}", "are not a COCO keypoints file"),
                                            (b"[]", "are not a COCO keypoints file"), (b"\xff\xfe", "are not JSON"),
                                            (b'{"images": [{"id": "x"}], "annotations": [], "categories": []}',

@@ -1,4 +1,5 @@
-"""MoveNet MultiPose on real photos: COCO AP on coco_dev, mirroring, and the library entry point."""
+"""MoveNet MultiPose on real photos: anatomy, mirroring, and the library entry point (its COCO AP is guarded
+in test_eval_guard.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,8 @@ import pytest
 
 from conftest import DATA
 from piposer import MoveNet
-from piposer.tools.cli import main
 
-COCO = DATA / "coco_dev" / "person_keypoints.json"
 IMAGE = DATA / "tflite_pose_testdata" / "image3.jpeg"
-
-
-def test_eval_meets_the_coco_ap_target(capsys):
-    assert main(["eval", "--model", "movenet-multipose", "--data", str(COCO)]) == 0
-    row = capsys.readouterr().out.splitlines()[-1].split()
-    assert row[0] == "movenet-multipose" and float(row[1]) >= 0.35  # measured 0.363 (PoseNet: 0.228)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,27 @@
+"""Every pose model `piposer models list` offers finds people: COCO keypoint AP on coco_dev through the real
+`piposer eval`, each at least its measured figure less a small margin (issue 14: a listed model that found
+nobody, posenet-pinto-101 with AP 0.000, went unnoticed)."""
+
+from __future__ import annotations
+
+from conftest import DATA
+from piposer.modelstore import ModelStore
+from piposer.tools.cli import main
+
+COCO = DATA / "coco_dev" / "person_keypoints.json"
+POSE_FAMILIES = ("posenet", "movenet", "blazepose")
+MEASURED = {  # COCO AP on coco_dev, 2026-12-03 (BENCHMARKS.md)
+    "posenet": 0.228, "posenet-stride8": 0.268, "posenet-stride32": 0.197,
+    "posenet-coral-353x481": 0.312, "posenet-coral-481x641": 0.369, "movenet-multipose": 0.363,
+    "blazepose-lite": 0.144, "blazepose-full": 0.183, "blazepose-heavy": 0.200,
+}
+
+
+def test_every_listed_pose_model_meets_its_measured_ap(capsys):
+    listed = [name for name, info in ModelStore.from_environment().manifest.items() if info.family in POSE_FAMILIES]
+    assert sorted(listed) == sorted(MEASURED)  # a new model needs its figure here
+    argv = ["eval", "--data", str(COCO)] + [arg for name in listed for arg in ("--model", name)]
+    assert main(argv) == 0
+    rows = {line.split()[0]: float(line.split()[1]) for line in capsys.readouterr().out.splitlines()[2:]}
+    low = {name: ap for name, ap in rows.items() if ap < MEASURED[name] - 0.01}
+    assert not low and len(rows) == len(listed), (low, rows)
