@@ -123,8 +123,8 @@ def main() -> None:
     }
     web_one = WebSocketSink(WebSettings(enabled=True, port=free_port()), "posenet", log=lambda line: None)
     web_two = WebSocketSink(WebSettings(enabled=True, port=free_port()), "posenet", log=lambda line: None)
-    process.stdin.write(f"ws://127.0.0.1:{web_one.port}/poses ws://127.0.0.1:{web_two.port}/poses "
-                        f"ws://127.0.0.1:{web_two.port}/poses?format=ml5\n")
+    process.stdin.write(f"ws://127.0.0.1:{web_one.settings.port}/poses ws://127.0.0.1:{web_two.settings.port}/poses "
+                        f"ws://127.0.0.1:{web_two.settings.port}/poses?format=ml5\n")
     process.stdin.flush()
     while len(web_one.clients) < 1 or len(web_two.clients) < 2:
         time.sleep(0.01)

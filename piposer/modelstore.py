@@ -198,8 +198,9 @@ class ModelStore:
         )
 
     def _checked(self, path: Path, source: Source, info: ModelInfo) -> ResolvedModel:
-        if source.size and path.stat().st_size != source.size:
-            raise ModelError(f"model file {path} is {path.stat().st_size} bytes, expected {source.size} "
+        size = path.stat().st_size
+        if source.size and size != source.size:
+            raise ModelError(f"model file {path} is {size} bytes, expected {source.size} "
                              "(truncated or a different file): delete it and run 'piposer models fetch'")
         actual = sha256_of(path)
         expected = source.sha256 or self.known_hashes().get(source.file)

@@ -38,6 +38,20 @@ def test_out_of_range(tmp_path, text, key):
     assert_one_line_error(config(["check"], path), key)
 
 
+@pytest.mark.parametrize("text, message", [
+    ('[[osc]]\nport = 70000', "osc.port must be within 1..65535"),
+    ('[[osc]]\nprefix = "piposer"', "osc.prefix must look like /name"),
+    ('[[osc]]\nkeypoints = ["nose", "tail"]', "unknown keypoint 'tail'"),
+    ('[[osc]]\nlayout = "columns"', "osc[0].layout = 'columns' is not allowed"),
+    ("[web]\nport = 0", "web.port must be within 1..65535"),
+    ('[web]\nallow_origins = ["laptop.local"]', "web.allow_origins: 'laptop.local' is not an origin"),
+])
+def test_bad_output_settings(tmp_path, text, message):
+    path = tmp_path / "outputs.toml"
+    path.write_text(text + "\n")
+    assert_one_line_error(config(["check"], path), message)
+
+
 def test_missing_password_file(tmp_path):
     missing = tmp_path / "no-such-password"
     path = tmp_path / "mqtt.toml"

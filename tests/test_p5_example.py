@@ -51,7 +51,7 @@ def test_the_p5_example_draws_the_streamed_skeletons(tmp_path, frame_and_poses):
 
     threading.Thread(target=camera, daemon=True).start()
     try:
-        image = screenshot(f"http://127.0.0.1:{sink.port}/examples/p5", frame.width, frame.height,
+        image = screenshot(f"http://127.0.0.1:{sink.settings.port}/examples/p5", frame.width, frame.height,
                            tmp_path / "p5.png")
     finally:
         stop.set()
@@ -72,8 +72,8 @@ def test_the_p5_example_draws_the_streamed_skeletons(tmp_path, frame_and_poses):
 def test_p5_is_served_from_the_appliance_not_a_cdn():
     sink = WebSocketSink(WebSettings(enabled=True, port=free_port()), "posenet", log=lambda line: None)
     try:
-        page = urllib.request.urlopen(f"http://127.0.0.1:{sink.port}/examples/p5").read().decode()
-        library = urllib.request.urlopen(f"http://127.0.0.1:{sink.port}/vendor/p5.min.js").read()
+        page = urllib.request.urlopen(f"http://127.0.0.1:{sink.settings.port}/examples/p5").read().decode()
+        library = urllib.request.urlopen(f"http://127.0.0.1:{sink.settings.port}/vendor/p5.min.js").read()
     finally:
         sink.close()
     assert '<script src="/vendor/p5.min.js">' in page and "://" not in page  # nothing from elsewhere

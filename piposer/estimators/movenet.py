@@ -1,7 +1,8 @@
 """MoveNet MultiPose on TFLite: up to six people, keypoints and boxes from one network pass.
 
-The frame is letterboxed into the model's square input (aspect kept, centred, the rest black) and the output, per person 17 x (y, x, score) then (ymin, xmin, ymax, xmax, score), all
-normalized to the input, is mapped back to source-image pixels in one vectorized step.
+The frame is letterboxed into the model's square input (aspect kept, centred, the rest black) and the
+output, per person 17 x (y, x, score) then (ymin, xmin, ymax, xmax, score), all normalized to the input,
+is mapped back to source-image pixels in one vectorized step.
 """
 
 from __future__ import annotations

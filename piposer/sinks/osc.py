@@ -7,7 +7,7 @@ start: a destination that is not listening costs one failed `sendto`, never a wa
 in docs/osc.md.
 
 Messages are encoded here (OSC 1.0: int32, float32, strings; about 30 lines) rather than with python-osc's
-builder, which took 0.9 ms per frame for two people on this machine against 0.03 ms here (BENCHMARKS.md);
+builder, which took 0.94 ms per frame for two people on this machine against 0.15 ms here (BENCHMARKS.md);
 python-osc stays the reference the tests decode with.
 """
 
@@ -44,7 +44,7 @@ class Destination:
         s = self.settings
         return s.prefix, s.coordinates, s.layout, tuple(s.keypoints)
 
-    def send(self, datagrams: list[bytes], log) -> bool:
+    def send(self, datagrams: list[bytes], log) -> None:
         ok = True
         for dgram in datagrams:
             try:
@@ -55,7 +55,6 @@ class Destination:
                 self.failed, ok = True, False
         if ok:
             self.failed = False
-        return ok
 
 
 def osc_string(text: str) -> bytes:

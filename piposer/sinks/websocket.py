@@ -64,7 +64,6 @@ class WebSocketSink(Sink):
         self.settings, self.model_name, self.threshold, self.log = settings, model_name, keypoint_threshold, log
         self.clients: set[Client] = set()
         self._clients_lock = threading.Lock()  # the frame loop reads the set, the server thread changes it
-        self.port = settings.port
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         started = threading.Event()
@@ -127,7 +126,6 @@ class WebSocketSink(Sink):
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.bind, self.settings.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # the real one when port 0 asked for any
 
     async def _stop(self) -> None:
         for client in list(self.clients):
