@@ -1,19 +1,19 @@
-"""ID stability of the OKS tracker on the real videos in ../shared/data/video, at full and reduced frame rates.
+"""The tracker on the real videos in ../shared/data/video, at full and reduced frame rates, and its cost.
 
-The clips have no identity ground truth, so switches are counted two ways that need none:
-- new ids: ids born after the first frame, beyond the people count (room clips keep the same people
-  in view throughout, so every one of these is a fragmentation or a switch);
-- short ids: ids that live fewer than 5 processed frames (flickering weak detections, not people);
-- jumps: a track whose box centre moves more than half its box diagonal between consecutive
-  processed frames (an id handed from one person to another).
-Only poses with score >= --min-score count (weak detections flicker in and out by nature).
+Runs the tracker as the loop does (all of the estimator's poses in, `--min-score` to publish) and
+reports distinct public ids, ids lasting at least 1 s, the median track length, and *jumps* (a track
+whose box centre moves more than half its box diagonal between processed frames: an id handed from
+one person to another far away). The clips have no identity ground truth: swaps between people close
+together are counted by eye on `piposer video`'s annotated output (BENCHMARKS.md says which).
+Then: the tracker's CPU time per frame for 10 people, and how far smoothing trails a walking person.
 
-    .venv/bin/python bench/tracking_ids.py [--step 1 2 3] [--model posenet]
+    .venv/bin/python bench/tracking_ids.py [--step 1 3] [--model posenet]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 from collections import Counter
@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("PIPOSER_MODEL_DIR", f"{SHARED / 'models'}:{SHARED / 'models' / 'converted_from_tfjs'}")
 
-from piposer.estimators import ModelSettings  # noqa: E402
-from piposer.estimators.posenet import PoseNetEstimator  # noqa: E402
+from piposer import config as piposer_config  # noqa: E402
+from piposer.estimators import create  # noqa: E402
 from piposer.sources import SourceSettings, open_source  # noqa: E402
 from piposer.tracking import Tracker, TrackingSettings  # noqa: E402
 
@@ -48,20 +48,14 @@ def detect(estimator, video: Path) -> tuple[list[list], float]:
 
 
 def measure(frames: list[list], fps: float, step: int, min_score: float, settings: TrackingSettings) -> dict:
+    """Run the tracker as the loop does (all poses in, `min_score` to publish) over every `step`th frame."""
     tracker = Tracker(settings)
-    first_ids: set[int] = set()
     lifetimes: Counter[int] = Counter()
     last_centre: dict[int, tuple[np.ndarray, float]] = {}
     jumps = people_max = processed = 0
     for i in range(0, len(frames), step):
-        poses = [p for p in frames[i] if p.score >= min_score]
-        for p in poses:
-            p.track_id = None
-        tracker.update(poses, i / fps)
-        ids = {p.track_id for p in poses}
-        if processed == 0:
-            first_ids = set(ids)
-        lifetimes.update(ids)
+        poses = tracker.update(copy.deepcopy(frames[i]), i / fps, min_score=min_score)
+        lifetimes.update(p.track_id for p in poses)
         people_max = max(people_max, len(poses))
         for p in poses:
             centre = np.array([(p.box.x0 + p.box.x1) / 2, (p.box.y0 + p.box.y1) / 2])
@@ -72,14 +66,59 @@ def measure(frames: list[list], fps: float, step: int, min_score: float, setting
                     jumps += 1
             last_centre[p.track_id] = (centre, diagonal)
         processed += 1
+    lengths = sorted(lifetimes.values())
     return {
         "frames": processed,
         "people_max": people_max,
         "ids": len(lifetimes),
-        "new_ids": len(lifetimes) - max(len(first_ids), people_max),
-        "short_ids": sum(1 for n in lifetimes.values() if n < 5),
+        "long_ids": sum(n * step >= fps for n in lengths),
+        "median_s": float(np.median(lengths)) * step / fps if lengths else 0.0,
         "jumps": jumps,
     }
+
+
+def cost(frames: list[list], people: int = 10, rounds: int = 300) -> dict[str, float]:
+    """Median tracker time per frame (ms) for `people` walking people, with and without smoothing.
+
+    The people are copies of a real pose (the first of `frames`) spread over a 1920x1080 frame, each
+    walking its own way with a little jitter, so every frame needs the full assignment and filtering.
+    Times are this thread's CPU time, so other processes on a shared machine do not inflate them.
+    """
+    import time
+
+    base = next(p for f in frames for p in f)
+    rng = np.random.default_rng(0)
+    starts = rng.uniform(-600, 600, (people, 2))
+    walks = rng.uniform(-4, 4, (people, 2))
+    result = {}
+    for smooth in (False, True):
+        tracker, times = Tracker(TrackingSettings(smooth=smooth)), []
+        for i in range(rounds):
+            poses = [copy.deepcopy(base) for _ in range(people)]
+            for k, pose in enumerate(poses):
+                pose.move_to(base.xy() + starts[k] + i * walks[k] + rng.normal(0, 1.5, (len(base.keypoints), 2)))
+            t = time.thread_time()
+            tracker.update(poses, i / 30.0, min_score=0.3)
+            times.append(time.thread_time() - t)
+        result["with smoothing" if smooth else "tracking only"] = float(np.median(times[10:])) * 1e3
+    return result
+
+
+def smoothing_lag(frames: list[list], speeds=(100.0, 300.0, 1000.0), fps: float = 30.0) -> dict[float, float]:
+    """How far behind (ms) the smoothed keypoints trail a person walking steadily at each speed (px/s)."""
+    base = next(p for f in frames for p in f)
+    seen = base.detected()
+    result = {}
+    for speed in speeds:
+        tracker, behind = Tracker(), []
+        for i in range(90):
+            pose = copy.deepcopy(base)
+            true = base.xy() + (speed * i / fps, 0.0)
+            pose.move_to(true)
+            (out,) = tracker.update([pose], i / fps)
+            behind.append(np.mean(true[seen, 0] - out.xy()[seen, 0]))
+        result[speed] = float(np.median(behind[30:])) / speed * 1e3
+    return result
 
 
 def main() -> None:
@@ -91,17 +130,26 @@ def main() -> None:
     parser.add_argument("--min-similarity", type=float, default=TrackingSettings.min_similarity)
     args = parser.parse_args()
     settings = TrackingSettings(max_age=args.max_age, min_similarity=args.min_similarity)
-    estimator = PoseNetEstimator(ModelSettings(name=args.model))
+    cfg = piposer_config.Config()
+    cfg.model.name = args.model
+    estimator = create(cfg, running_mode="video")
     print(f"model {estimator.model_name}, min pose score {args.min_score}, tracking max_age {settings.max_age} s, "
           f"min_similarity {settings.min_similarity}")
-    print("| video | step | effective fps | frames | max people | ids | new ids | short ids | jumps |")
+    print("| video | step | effective fps | frames | max people | ids | ids lasting >= 1 s | median track s | jumps |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in VIDEOS:
         frames, fps = detect(estimator, SHARED / "data" / "video" / name)
         for step in args.step:
             r = measure(frames, fps, step, args.min_score, settings)
             print(f"| {name} | {step} | {fps / step:.1f} | {r['frames']} | {r['people_max']} | {r['ids']} | "
-                  f"{r['new_ids']} | {r['short_ids']} | {r['jumps']} |")
+                  f"{r['long_ids']} | {r['median_s']:.2f} | {r['jumps']} |")
+        if name == "room_single.avi":
+            single = frames
+    for what, ms in cost(single).items():
+        print(f"tracker, 10 people, {what}: {ms:.3f} ms CPU per frame (median of 290)")
+    body = next(p for f in single for p in f).box.height
+    for speed, ms in smoothing_lag(single).items():
+        print(f"smoothing lag, person {body:.0f} px tall walking {speed:.0f} px/s at 30 fps: {ms:.1f} ms")
 
 
 if __name__ == "__main__":

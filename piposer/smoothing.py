@@ -15,15 +15,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class OneEuroParams:
-    """Cutoffs in Hz: `min_cutoff` when still, raised by `beta` x speed; `derivate_cutoff` smooths the speed.
-
-    `frequency` is assumed until two timestamps give the real frame rate.
-    """
+    """Cutoffs in Hz: `min_cutoff` when still, raised by `beta` x speed; `derivate_cutoff` smooths the speed."""
 
     min_cutoff: float
     beta: float
     derivate_cutoff: float = 1.0
-    frequency: float = 30.0
+
+
+# MediaPipe's pose landmark smoothing (speeds in body sizes per second); every family's keypoints use it.
+LANDMARK_FILTER = OneEuroParams(min_cutoff=0.05, beta=80.0, derivate_cutoff=1.0)
 
 
 def _alpha(cutoff: np.ndarray | float, frequency: float) -> np.ndarray | float:
@@ -48,6 +48,16 @@ class LowPassFilter:
         return self.value.copy()
 
 
+def one_euro_step(params: OneEuroParams, value, raw, smoothed, speed, frequency, value_scale=1.0):
+    """One One-Euro step from the previous raw value, smoothed value and smoothed speed; returns the new
+    smoothed value and speed. Arrays broadcast, so one call can step many histories, each at its own
+    frequency and scale."""
+    raw_speed = (value - raw) * value_scale * frequency
+    speed = speed + _alpha(params.derivate_cutoff, frequency) * (raw_speed - speed)
+    cutoff = params.min_cutoff + params.beta * np.abs(speed)
+    return smoothed + _alpha(cutoff, frequency) * (value - smoothed), speed
+
+
 class OneEuroFilter:
     """One-Euro filter over an array of values sharing one timestamp per call."""
 
@@ -57,10 +67,14 @@ class OneEuroFilter:
 
     def reset(self) -> None:
         """Forget the history: the next value passes through unchanged."""
-        self.frequency = self.params.frequency
         self.last_time: float | None = None
-        self.x = LowPassFilter()
-        self.dx = LowPassFilter()
+        self.raw = self.value = self.speed = None
+
+    def restart(self, where: np.ndarray) -> None:
+        """Let the values at `where` pass through: their history becomes their last raw value, at rest."""
+        if self.raw is not None:
+            self.value[where] = self.raw[where]
+            self.speed[where] = 0.0
 
     def __call__(self, value: np.ndarray, timestamp: float, value_scale: float = 1.0) -> np.ndarray:
         """Filter `value` seen at `timestamp` (seconds); `value_scale` turns value units into object sizes.
@@ -68,12 +82,13 @@ class OneEuroFilter:
         A timestamp that does not move forward returns the value unfiltered and changes nothing.
         """
         value = np.asarray(value, dtype=np.float64)
-        if self.last_time is not None:
-            if timestamp <= self.last_time:
-                return value.copy()
-            self.frequency = 1.0 / (timestamp - self.last_time)
-        self.last_time = timestamp
-        speed = 0.0 if self.x.raw is None else (value - self.x.raw) * value_scale * self.frequency
-        smooth_speed = self.dx(speed, _alpha(self.params.derivate_cutoff, self.frequency))
-        cutoff = self.params.min_cutoff + self.params.beta * np.abs(smooth_speed)
-        return self.x(value, _alpha(cutoff, self.frequency))
+        if self.last_time is None:
+            self.value, self.speed = value.copy(), np.zeros_like(value)
+        elif timestamp <= self.last_time:
+            return value.copy()
+        else:
+            frequency = 1.0 / (timestamp - self.last_time)
+            self.value, self.speed = one_euro_step(self.params, value, self.raw, self.value, self.speed,
+                                                   frequency, value_scale)
+        self.raw, self.last_time = value, timestamp
+        return self.value.copy()

@@ -130,7 +130,7 @@ class Pose:
     `world` holds BlazePose's metric world landmarks (N x 3, metres, hip-centred) when available;
     `mask` its segmentation mask in image coordinates when asked for. `label` is the taught pose the
     classifier stage (rules/poses.py) recognised, None for none; `label_confidence` is None when no
-    classifier ran.
+    classifier ran. `image_size` is the source image's (width, height), for moving keypoints (`move_to`).
     """
 
     keypoints: tuple[Keypoint, ...]
@@ -142,6 +142,7 @@ class Pose:
     mask: np.ndarray | None = field(default=None, repr=False)
     label: str | None = None
     label_confidence: float | None = None
+    image_size: tuple[int, int] | None = field(default=None, repr=False)
 
     def __getitem__(self, name: str) -> Keypoint:
         return self.keypoints[self.layout.index(name)]
@@ -162,11 +163,19 @@ class Pose:
 
         return np.array([k.detected for k in self.keypoints], dtype=bool)
 
+    def move_to(self, xy: np.ndarray) -> None:
+        """Move the keypoints, in place, to the (K, 2) pixel positions `xy`; the box follows them."""
+        width, height = self.image_size
+        columns = (xy[:, 0].tolist(), xy[:, 1].tolist(), (xy[:, 0] / width).tolist(), (xy[:, 1] / height).tolist())
+        for k, x, y, nx, ny in zip(self.keypoints, *columns):
+            k.x, k.y, k.nx, k.ny = x, y, nx, ny
+        self.box = box_of(xy, self.detected())
+
 
 def box_of(xy: np.ndarray, detected: np.ndarray) -> Box:
     """The box around the detected keypoints of (K, 2) positions (around all of them if none is detected)."""
     span = xy[detected] if detected.any() else xy
-    return Box(*(float(v) for v in (*span.min(axis=0), *span.max(axis=0))))
+    return Box(*span.min(axis=0).tolist(), *span.max(axis=0).tolist())
 
 
 def make_pose(
@@ -192,7 +201,7 @@ def make_pose(
     rows = zip(layout.keypoints, *(c.tolist() for c in columns),
                *(none if v is None else v.tolist() for v in (z, visibility)))
     keypoints = tuple(Keypoint(*row) for row in rows)
-    return Pose(keypoints=keypoints, score=float(score), box=box, layout=layout)
+    return Pose(keypoints=keypoints, score=float(score), box=box, layout=layout, image_size=(width, height))
 
 
 def pose_to_dict(pose: Pose, digits: int = 4) -> dict:

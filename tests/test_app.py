@@ -229,7 +229,7 @@ def test_snapshot_and_thresholds_commands(tmp_path):
         app.command(commands.SetThresholds(keypoint_threshold=0.8, pose_threshold=0.4))
         app.run(max_frames=1)
         assert app.run(max_frames=5) == "finished"
-        poses_seen = app.tracker.tracks
+        followed = len(app.tracker)
     finally:
         app.close()
     (jpg,) = (tmp_path / "snaps").glob("*.jpg")
@@ -237,7 +237,7 @@ def test_snapshot_and_thresholds_commands(tmp_path):
     poses = json.loads(jpg.with_suffix(".json").read_text())
     assert sorted(p["id"] for p in poses) == [1, 2] and min(p["score"] for p in poses) >= 0.4
     assert all(k["detected"] == (k["score"] >= 0.8) for p in poses for k in p["keypoints"].values())
-    assert len(poses_seen) == 2
+    assert followed == 2
 
 
 def reloaded_parts(lines: list[str]) -> set[str]:

@@ -39,12 +39,12 @@ def make_sink():
     """Build sinks on a test broker with quick reconnects; all are closed at the end of the test."""
     sinks = []
 
-    def make(broker: Broker, *, start: bool = True, on_request=None, **overrides) -> MqttSink:
+    def make(broker: Broker, *, start: bool = True, on_request=None, count_hold: float = 0.0, **overrides) -> MqttSink:
         settings = MqttSettings(**{
             "host": broker.host, "port": broker.port, "device_id": "test", "keepalive": 5,
             "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2, **overrides,
         })
-        sink = MqttSink(settings, model_name="posenet", on_request=on_request)
+        sink = MqttSink(settings, model_name="posenet", on_request=on_request, count_hold=count_hold)
         sinks.append(sink)
         if start:
             sink.start()
@@ -134,6 +134,24 @@ def test_subscriber_receives_the_topic_contract(broker, make_sink):
     with Subscriber(broker, "piposer/test/availability") as after:
         (offline,) = after.wait_for("piposer/test/availability")
         assert offline.retain and offline.payload == b"offline"
+
+
+def test_state_count_is_debounced_by_count_hold(broker, make_sink):
+    """A flickering count (2 people, one missed now and then) writes one state; a drop that holds for
+    count_hold is published once it has held; the first person after nobody at once."""
+    with Subscriber(broker, "piposer/test/state") as sub:
+        sink = make_sink(broker, count_hold=1.0)
+        two, one = [person(), person(dx=200)], [person()]
+        t0 = time.monotonic()
+        counts = [two, one, two, two, one, two] + [one] * 12 + [[]] * 12 + [one]
+        changes = {0: 1, 16: 2, 28: 3, 30: 4}  # frame -> states expected by then (the 2-1-2 flickers write none)
+        for i, poses in enumerate(counts):  # 10 fps
+            sink.publish(Frame(IMAGE, i, t0 + i / 10, 1_700_000_000.0 + i / 10), poses)
+            if i in changes:  # state is last-value-wins when the link is busy: let each change arrive
+                sub.wait_for("piposer/test/state", changes[i])
+        time.sleep(0.3)
+        assert [(m.json()["people"], m.json()["since"]) for m in sub.on("piposer/test/state")] == [
+            (2, 1_700_000_000.0), (1, 1_700_000_001.6), (0, 1_700_000_002.8), (1, 1_700_000_003.0)]
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["crash", "hang"])

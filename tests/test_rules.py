@@ -127,6 +127,17 @@ def test_people_count():
     assert [active(eng, p)["crowd"] for p in ([], [pose()], [pose(), pose()], [pose()] * 3)] == [False, False, True, True]
 
 
+def test_people_count_is_debounced_with_count_hold():
+    """[tracking] count_hold: the count a `people` rule sees changes only once the new count holds."""
+    clock = Clock()
+    eng = RulesEngine([rule('name = "pair"\nwhen = { people = 2 }')], clock, count_hold=1.0)
+    two, one = [pose(), pose()], [pose()]
+    frames = [two, one, two, one, one, one, one, one, []]  # 0.25 s apart: a one-frame flicker, then a real drop
+    edges = run(eng, clock, frames)
+    assert [e for frame in edges for e in frame] == [("pair", "rising", None), ("pair", "falling", None)]
+    assert edges[7] == [("pair", "falling", None)]  # the drop seen at 0.75 s has held for 1 s at 1.75 s
+
+
 def test_all_and_any_combine():
     both = """name = "both"
 when = { all = [ { above = { a = "left_wrist", b = "nose" } }, { above = { a = "right_wrist", b = "nose" } } ] }"""

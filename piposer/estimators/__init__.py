@@ -23,6 +23,7 @@ class Estimator(Protocol):
     model_name: str
     model_settings: ModelSettings  # the [model] section it runs with; thresholds may change live
     timings: dict[str, float]  # seconds per stage of the last estimate (preprocess, invoke, decode)
+    smooths_keypoints: bool  # its poses come out smoothed already (the tracker then leaves them be)
 
     def estimate(self, frame: Frame) -> list[Pose]: ...
 
@@ -37,6 +38,7 @@ class BaseEstimator:
     """
 
     model_settings: ModelSettings
+    smooths_keypoints = False
 
     def estimate(self, image: np.ndarray | Frame) -> list[Pose]:
         """The poses in a BGR image (HxWx3 uint8, as OpenCV reads it) or a Frame, in its pixel coordinates."""

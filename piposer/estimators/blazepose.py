@@ -18,7 +18,7 @@ import numpy as np
 from ..modelstore import ModelStore
 from ..backend import Model, Tensor
 from ..errors import PiposerError
-from ..smoothing import LowPassFilter, OneEuroFilter, OneEuroParams
+from ..smoothing import LANDMARK_FILTER, LowPassFilter, OneEuroFilter, OneEuroParams
 from ..types import BLAZEPOSE33, COCO17, Frame, Pose, box_of, make_pose
 from . import BaseEstimator, ModelSettings, settings_from
 from .settings import BlazePoseSettings
@@ -36,7 +36,6 @@ HEATMAP_MIN_CONFIDENCE = 0.5
 
 # MediaPipe's pose graph filters (pose_landmark_filtering): landmarks, the ROI alignment points
 # (smoothed harder so the crop stays put), world landmarks (metres, not scaled by object size).
-LANDMARK_FILTER = OneEuroParams(min_cutoff=0.05, beta=80.0, derivate_cutoff=1.0)
 AUX_FILTER = OneEuroParams(min_cutoff=0.01, beta=10.0, derivate_cutoff=1.0)
 WORLD_FILTER = OneEuroParams(min_cutoff=0.1, beta=40.0, derivate_cutoff=1.0)
 VISIBILITY_ALPHA = 0.1
@@ -247,6 +246,10 @@ class BlazePoseEstimator(BaseEstimator):
     @property
     def tracking(self) -> bool:
         return self.settings.running_mode == "video"
+
+    @property
+    def smooths_keypoints(self) -> bool:
+        return self.tracking and self.settings.smooth_landmarks
 
     def _estimate(self, frame: Frame) -> list[Pose]:
         image, mirror, s = frame.image, self.model_settings.flip_horizontal, self.settings

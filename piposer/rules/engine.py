@@ -16,6 +16,7 @@ from operator import attrgetter
 from typing import Callable
 
 from ..events import Edge
+from ..tracking.counts import HeldCount
 from ..types import Keypoint, Layout, Pose
 from .settings import RELATIONS, Condition, FollowSettings, RuleSettings, Zone, check_unique_names, pose_match
 
@@ -85,7 +86,7 @@ class MissingKeypoint(Exception):
     with PoseNet): the rule cannot run and is disabled."""
 
 
-def compile_condition(cond: Condition, layout: Layout, min_score: float) -> Test:
+def compile_condition(cond: Condition, layout: Layout, min_score: float, count_hold: float = 0.0) -> Test:
     """Turn a validated Condition into a function of (scene, now) giving one bool per pose.
 
     Raises MissingKeypoint for a keypoint the layout does not have.
@@ -99,10 +100,10 @@ def compile_condition(cond: Condition, layout: Layout, min_score: float) -> Test
         return k.detected and k.score >= min_score
 
     if cond.people is not None:
-        need = cond.people
+        need, count = cond.people, HeldCount(count_hold)
 
         def people(s: Scene, now: float) -> list[bool]:
-            return [sum(p.score >= min_score for p in s.poses) >= need] * len(s.poses)
+            return [count.update(sum(p.score >= min_score for p in s.poses), now) >= need] * len(s.poses)
         return people
     if cond.zone is not None:
         return _zone_test(cond.zone, index(cond.zone.keypoint), seen)
@@ -128,8 +129,8 @@ def compile_condition(cond: Condition, layout: Layout, min_score: float) -> Test
             return [p.label == label and p.label_confidence >= least for p in s.poses]
         return taught
     if cond.held is not None:
-        return HeldTest(compile_condition(cond.held.when, layout, min_score), cond.held.seconds)
-    parts = [compile_condition(c, layout, min_score) for c in (cond.all or cond.any)]
+        return HeldTest(compile_condition(cond.held.when, layout, min_score, count_hold), cond.held.seconds)
+    parts = [compile_condition(c, layout, min_score, count_hold) for c in (cond.all or cond.any)]
     combine = all if cond.all is not None else any
 
     def combined(s: Scene, now: float) -> list[bool]:
@@ -292,8 +293,9 @@ class Outcome:
 class Rule:
     """One rule's compiled condition (per layout) and its per-person timing state."""
 
-    def __init__(self, settings: RuleSettings):
+    def __init__(self, settings: RuleSettings, count_hold: float = 0.0):
         self.settings = settings
+        self.count_hold = count_hold
         self.tests: dict[str, Test] = {}
         self.triggers: dict[int | None, Trigger] = {}
         self.follows = any(a.mode == "follow" for a in settings.actions)
@@ -301,7 +303,8 @@ class Rule:
     def test(self, layout: Layout) -> Test:
         test = self.tests.get(layout.name)
         if test is None:
-            test = self.tests[layout.name] = compile_condition(self.settings.when, layout, self.settings.min_score)
+            test = self.tests[layout.name] = compile_condition(self.settings.when, layout, self.settings.min_score,
+                                                               self.count_hold)
         return test
 
     def update(self, scene: Scene, now: float) -> Outcome:
@@ -344,11 +347,12 @@ class Rule:
 
 class RulesEngine:
     """Evaluates all rules on each frame's poses at the clock's time; a rule that raises is disabled
-    (its error kept in `errors`) and the others keep running."""
+    (its error kept in `errors`) and the others keep running. `people` conditions count people with
+    `count_hold` debouncing ([tracking] count_hold), as the published count does."""
 
-    def __init__(self, rules: list[RuleSettings], clock: Callable[[], float] = time.monotonic):
+    def __init__(self, rules: list[RuleSettings], clock: Callable[[], float] = time.monotonic, count_hold: float = 0.0):
         check_unique_names(rules)
-        self.rules = [Rule(r) for r in rules]
+        self.rules = [Rule(r, count_hold) for r in rules]
         self.clock = clock
         self.errors: dict[str, str] = {}
         self.layout: Layout | None = None  # the last one seen, for frames without anyone
@@ -389,7 +393,7 @@ class RulesEngine:
         kept = set()
         for i, rule in enumerate(self.rules):
             before = old.get(rule.settings.name)
-            if before is not None and before.settings == rule.settings:
+            if before is not None and before.settings == rule.settings and before.count_hold == rule.count_hold:
                 self.rules[i] = before
                 kept.add(rule.settings.name)
                 if rule.settings.name in previous.errors:

@@ -75,8 +75,8 @@ class Pipeline:
 
     A stage has a `name` and `update(poses, media_time) -> poses`, like the tracker.
 
-    `min_pose_score` drops weak poses before tracking (they flicker and would each cost a fresh id);
-    it may be changed at any time. Sinks are closed first (outputs safe, final events out), then the
+    `min_pose_score` is the score a pose needs to be published (weaker ones may only continue a track:
+    see tracking/tracker.py); it may be changed at any time. Sinks are closed first (outputs safe, final events out), then the
     source (camera released), then the model.
     """
 
@@ -103,12 +103,15 @@ class Pipeline:
         timings = {} if timings is None else timings
         t0 = time.monotonic()
         timings["frame_age"] = t0 - frame.timestamp  # how stale the frame is when inference starts
-        poses = self.estimate(frame)
-        t = time.monotonic()
-        timings["estimate"] = t - t0
         media_time = self.source.media_time(frame) if self.source is not None else frame.timestamp
-        if self.tracker is not None:
-            poses = self.tracker.update(poses, media_time)
+        if self.tracker is None:
+            poses = self.estimate(frame)
+            timings["estimate"] = (t := time.monotonic()) - t0
+        else:  # the tracker sees the weak poses too: they may continue a track (and it drops the rest)
+            poses = self.estimator.estimate(frame)
+            timings["estimate"] = (t := time.monotonic()) - t0
+            poses = self.tracker.update(poses, media_time, min_score=self.min_pose_score,
+                                        smooth=not self.estimator.smooths_keypoints)
             timings["track"] = (t1 := time.monotonic()) - t
             t = t1
         for stage in self.stages:

@@ -37,25 +37,29 @@ class Built:
 
 
 def _rules(config):
-    return (config.rules, config.outputs, config.button) if (config.rules or config.outputs or config.button) else None
+    wanted = config.rules or config.outputs or config.button
+    return (config.rules, config.outputs, config.button, config.tracking.count_hold) if wanted else None
 
 
 def _build_rules(app: App, settings) -> Sink:
     from ..sinks.gpio import RulesSink
 
-    rules, outputs, button = settings
-    return RulesSink(rules, outputs, button=button, emit=app.bus.emit, on_request=app.request, pin_factory=app.pin_factory)
+    rules, outputs, button, count_hold = settings
+    return RulesSink(rules, outputs, button=button, emit=app.bus.emit, on_request=app.request,
+                     pin_factory=app.pin_factory, count_hold=count_hold)
 
 
 def _mqtt(config):
-    return (config.mqtt, config.model.name, config.loop.stats_interval) if config.mqtt.enabled else None
+    wanted = config.mqtt.enabled
+    return (config.mqtt, config.model.name, config.loop.stats_interval, config.tracking.count_hold) if wanted else None
 
 
 def _build_mqtt(app: App, settings) -> Sink:
     from ..sinks.mqtt import MqttSink
 
-    mqtt, model_name, stats_interval = settings
-    sink = MqttSink(mqtt, model_name=model_name, on_request=app.command, stats_interval=stats_interval)
+    mqtt, model_name, stats_interval, count_hold = settings
+    sink = MqttSink(mqtt, model_name=model_name, on_request=app.command, stats_interval=stats_interval,
+                    count_hold=count_hold)
     sink.start()
     if not sink.connected.wait(MQTT_CONNECT_WAIT):
         app.log(f"MQTT broker {mqtt.host}:{mqtt.port} not reachable yet ({sink.last_error}); "

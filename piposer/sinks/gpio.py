@@ -86,10 +86,12 @@ class RulesSink(Sink):
         on_request: Callable[[str], None] | None = None,
         pin_factory=None,
         clock: Callable[[], float] = time.monotonic,
+        count_hold: float = 0.0,
     ):
         check_wiring(rules, outputs, button)
-        self.engine = RulesEngine(rules, clock)
+        self.engine = RulesEngine(rules, clock, count_hold)
         self.clock = clock
+        self.count_hold = count_hold
         self.emit = emit
         self.on_request = on_request
         self.outputs: dict[str, Output] = {}
@@ -214,16 +216,16 @@ class RulesSink(Sink):
 
     def can_reconfigure(self, settings) -> bool:
         """New rules can be taken in place when the outputs and the button are the same: no pin is touched."""
-        _rules, outputs, button = settings
+        _rules, outputs, button, _count_hold = settings
         return outputs == [out.settings for out in self.outputs.values()] and button == self.button_settings
 
     def reconfigure(self, settings) -> None:
         """Run new rules on the same outputs. A rule whose settings did not change keeps its state (no edge,
         no flicker); an active rule that was changed or removed reports `falling` with reason "reload", and an
         output no unchanged rule drives goes back to its safe value until the new rules decide."""
-        rules, outputs, button = settings
+        rules, outputs, button, self.count_hold = settings
         check_wiring(rules, outputs, button)
-        engine = RulesEngine(rules, self.clock)
+        engine = RulesEngine(rules, self.clock, self.count_hold)
         kept = engine.carry_over(self.engine)
         for rule, person in self.engine.active():
             if rule not in kept:

@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from ..commands import MAX_PAYLOAD, Command, CommandError, parse_command
 from ..errors import PiposerError
 from ..events import Event
+from ..tracking.counts import HeldCount
 from ..types import Frame, Pose
 from . import Sink
 from .hass import discovery_configs
@@ -43,6 +44,7 @@ class MqttSink(Sink):
     `on_request` is called from paho's network thread with each validated command; it should only
     queue the command for the app's own thread. `clock` is the monotonic clock frames are stamped with.
     Events from the bus go out on `events`, loop stats on `stats`; pausing publishes one empty frame.
+    The `state` people count is debounced over `count_hold` seconds (tracking/counts.py).
     """
 
     name = "MqttSink"
@@ -55,6 +57,7 @@ class MqttSink(Sink):
         on_request: Callable[[Command], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         stats_interval: float = 10.0,
+        count_hold: float = 0.0,
     ):
         self.settings = settings
         self.model_name = model_name
@@ -73,6 +76,7 @@ class MqttSink(Sink):
         self._outbox = Outbox(settings.queue_size)
         self._throttle = Throttle(settings.max_rate_hz, settings.only_on_change, settings.change_threshold)
         self._state: dict | None = None
+        self._people = HeldCount(count_hold)
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # appended by the sender thread
         self._latencies_lock = threading.Lock()
         self._last_frame: Frame | None = None
@@ -115,7 +119,7 @@ class MqttSink(Sink):
     def publish(self, frame: Frame, poses: list[Pose]) -> None:
         """Queue the frame's `poses` message (when the throttle admits it) and `state` when it changed."""
         self._last_frame = frame
-        people = len(poses)
+        people = self._people.update(len(poses), frame.timestamp)
         if self._state is None or self._state["people"] != people:
             self._state = state_payload(people, frame.wall_time or time.time())
             self._put_latest("state", self._state)
@@ -134,8 +138,10 @@ class MqttSink(Sink):
         self.publish_stats(stats)
 
     def pause(self, reason: str) -> None:
-        """Nobody is detected while paused: one empty frame, so `state` does not keep showing who was there."""
+        """Nobody is detected while paused: one empty frame, so `state` does not keep showing who was there
+        (at once: there are no more frames to hold the count over)."""
         if self._last_frame is not None:
+            self._people.reset()
             self.publish(self._last_frame, [])
 
     def publish_stats(self, stats: dict) -> None:

@@ -97,7 +97,7 @@ def cmd_video(args) -> int:
     overlay = parse_overlay(args.overlay)
     cfg = load_config(args)
     source = open_video(args.input)
-    pipeline = Pipeline(None, source=source, tracker=Tracker(cfg.tracking))
+    pipeline = Pipeline(None, source=source, tracker=Tracker(cfg.tracking), min_pose_score=cfg.loop.min_pose_score)
     with pipeline:
         pipeline.estimator = create(cfg, running_mode="video", store=args.store)
         fps = source.device.fps

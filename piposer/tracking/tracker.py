@@ -1,18 +1,25 @@
-"""Stable person ids across frames: greedy matching on keypoint similarity (COCO's OKS).
+"""Stable person ids across frames: predicted boxes, IoU + keypoint similarity, optimal assignment.
 
-Each frame's poses are compared with the live tracks as one vectorized (poses x tracks) OKS matrix;
-the best pairs above `min_similarity` are taken greedily, the rest of the poses start new tracks, and a
-track not seen for `max_age` seconds is forgotten. Ids are never reused within a run.
+Every frame, each track's box is moved on by a constant-velocity Kalman filter (kalman.py) and its last
+keypoints with it; detections are compared with those predictions by a mix of box IoU and COCO's
+keypoint similarity (OKS), and matched by solving the assignment problem (LAPJV, from `lap`). As in
+ByteTrack, poses scoring at least the loop's `min_score` are matched first, then the weak ones
+(`low_score` and up) may continue a track that just went unmatched, so a person who dims for a frame
+keeps their id; weak poses never start a track. A new track is tentative until it has been matched in
+`min_hits` consecutive frames, and only then gets a public id (ids count up, never reused) and is
+output; a confirmed track that goes unseen is kept, and can be matched again, for `max_age` seconds.
+Keypoints of tracked poses are then smoothed per track (smoother.py) unless the estimator did it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import lap
 import numpy as np
 
 from ..types import Layout, Pose
+from .kalman import BoxKalman
 from .settings import TrackingSettings
+from .smoother import KeypointSmoother
 
 # Per-keypoint OKS falloff (COCO's sigmas), by body part; BlazePose's extra points borrow their neighbour's.
 PART_SIGMAS = {
@@ -20,6 +27,8 @@ PART_SIGMAS = {
     "shoulder": 0.079, "elbow": 0.072, "wrist": 0.062, "pinky": 0.062, "index": 0.062, "thumb": 0.062,
     "hip": 0.107, "knee": 0.087, "ankle": 0.089, "heel": 0.089, "foot_index": 0.089,
 }
+OKS_WEIGHT = 0.5   # similarity = OKS_WEIGHT x OKS + (1 - OKS_WEIGHT) x box IoU
+WEAK_MATCH = 0.5   # a weak pose continues a track only when this alike (ByteTrack's stricter second pass)
 
 
 def sigmas(layout: Layout) -> np.ndarray:
@@ -41,73 +50,162 @@ def oks_matrix(xy_a, seen_a, area_a, xy_b, seen_b, area_b, sigma) -> np.ndarray:
     return np.where(count > 0, (terms * both).sum(-1) / np.maximum(count, 1), 0.0)
 
 
-@dataclass
-class Track:
-    """A person being followed: last known keypoints (kept for points that drop out), box area, last seen time."""
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between every (cx, cy, w, h) box of `a` (N, 4) and of `b` (M, 4)."""
+    lo_a, hi_a = a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2
+    lo_b, hi_b = b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2
+    sides = np.clip(np.minimum(hi_a[:, None], hi_b[None]) - np.maximum(lo_a[:, None], lo_b[None]), 0, None)
+    inter = sides.prod(-1)
+    union = a[:, 2:].prod(-1)[:, None] + b[:, 2:].prod(-1)[None] - inter
+    return inter / np.maximum(union, 1e-9)
 
-    id: int
-    xy: np.ndarray
-    seen: np.ndarray
-    area: float
-    last_seen: float
+
+def assign(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """The (row, column) pairs of the assignment maximizing total similarity, each at least `threshold`."""
+    if not similarity.size:
+        return []
+    _, rows, _ = lap.lapjv(1.0 - similarity, extend_cost=True, cost_limit=1.0 - threshold + 1e-9)
+    return [(r, c) for r, c in enumerate(rows.tolist()) if c >= 0 and similarity[r, c] >= threshold]
+
+
+def box_rows(poses: list[Pose]) -> np.ndarray:
+    """The poses' boxes as (cx, cy, w, h) rows, at least a pixel wide and high."""
+    b = np.array([(p.box.x0, p.box.y0, p.box.x1, p.box.y1) for p in poses], dtype=np.float64).reshape(-1, 4)
+    return np.hstack([(b[:, :2] + b[:, 2:]) / 2, np.maximum(b[:, 2:] - b[:, :2], 1.0)])
 
 
 class Tracker:
-    """Assigns `pose.track_id` so the same person keeps the same id from frame to frame."""
+    """Assigns `pose.track_id` so the same person keeps the same id from frame to frame.
+
+    The tracks are rows of arrays: the Kalman boxes, last keypoints `xy` (kept for points that drop
+    out) and `seen`, the box centre at their last match (`anchor`, to carry keypoints along with the
+    prediction), consecutive `hits`, `last_seen` time and public `ids` (0 while tentative).
+    """
 
     def __init__(self, settings: TrackingSettings | None = None):
         self.settings = settings or TrackingSettings()
-        self.tracks: list[Track] = []
+        self.boxes = BoxKalman()
+        self.layout: Layout | None = None
+        self.sigma: np.ndarray | None = None
+        self.xy = self.seen = self.anchor = None
+        self.hits, self.last_seen, self.ids = np.zeros(0, int), np.zeros(0), np.zeros(0, int)
+        self.smoother = KeypointSmoother()
         self.next_id = 1
-        self._sigmas: dict[str, np.ndarray] = {}
+        self.frames = 0
+        self.last_time: float | None = None
 
-    def update(self, poses: list[Pose], timestamp: float) -> list[Pose]:
-        """Match `poses` (one frame, captured at monotonic `timestamp`) to tracks and set their track_id."""
-        if not self.settings.enabled:
-            return poses
-        self.tracks = [t for t in self.tracks if timestamp - t.last_seen <= self.settings.max_age]
-        pairs = self._match(poses) if poses and self.tracks else []
-        matched_poses = {p for p, _ in pairs}
-        for p, t in pairs:
-            self._refresh(self.tracks[t], poses[p], timestamp)
-        for i, pose in enumerate(poses):
-            if i not in matched_poses:
-                self._start(pose, timestamp)
-        return poses
+    def __len__(self) -> int:
+        """How many people are being followed (tentative, seen and recently lost)."""
+        return len(self.ids)
 
-    def _match(self, poses: list[Pose]) -> list[tuple[int, int]]:
-        layout = poses[0].layout
-        sigma = self._sigmas.setdefault(layout.name, sigmas(layout))
-        xy = np.stack([p.xy() for p in poses])
-        seen = np.stack([p.detected() for p in poses])
-        area = np.array([p.box.area for p in poses])
-        similarity = oks_matrix(
-            xy, seen, area,
-            np.stack([t.xy for t in self.tracks]), np.stack([t.seen for t in self.tracks]),
-            np.array([t.area for t in self.tracks]), sigma,
-        )
-        order = np.argsort(-similarity, axis=None, kind="stable")
-        rows, cols = np.unravel_index(order, similarity.shape)
-        pairs, used_p, used_t = [], set(), set()
-        for p, t in zip(rows.tolist(), cols.tolist()):
-            if similarity[p, t] < self.settings.min_similarity:
-                break
-            if p not in used_p and t not in used_t:
-                pairs.append((p, t))
-                used_p.add(p)
-                used_t.add(t)
-        return pairs
+    def update(self, poses: list[Pose], timestamp: float, *, min_score: float = 0.0,
+               smooth: bool = True) -> list[Pose]:
+        """The tracked poses of one frame captured at monotonic `timestamp`, with `track_id` set and
+        keypoints smoothed in place.
 
-    def _refresh(self, track: Track, pose: Pose, timestamp: float) -> None:
-        seen = pose.detected()
-        track.xy = np.where(seen[:, None], pose.xy(), track.xy)
-        track.seen = seen | track.seen
-        track.area = pose.box.area
-        track.last_seen = timestamp
-        pose.track_id = track.id
+        Poses below `min_score` only continue existing tracks; `smooth` False leaves keypoints as they
+        are (for estimators that smooth their own). Poses of tentative tracks are not returned.
+        """
+        s = self.settings
+        strong = [p for p in poses if p.score >= min_score]
+        if not s.enabled:
+            return strong
+        weak = [p for p in poses if s.low_score <= p.score < min_score]
+        candidates = strong + weak
+        previous, self.last_time = self.last_time, timestamp
+        if candidates and candidates[0].layout != self.layout:  # a new model: nobody can be matched
+            self._reset(candidates[0].layout)
+        self._forget(timestamp, previous)
+        self.boxes.predict(0.0 if previous is None else timestamp - previous)
+        if not candidates:
+            self.frames += 1
+            return []
+        xy = np.stack([p.xy() for p in candidates])
+        seen = np.stack([p.detected() for p in candidates])
+        boxes = box_rows(candidates)
+        strong_rows = np.arange(len(strong))
+        pairs = self._match(strong_rows, xy, seen, boxes, np.arange(len(self)), s.min_similarity)
+        recent = np.flatnonzero((self.last_seen == previous) & ~np.isin(np.arange(len(self)), pairs[:, 1]))
+        pairs = np.vstack([pairs, self._match(np.arange(len(strong), len(candidates)), xy, seen, boxes, recent,
+                                              WEAK_MATCH)])
+        self._refresh(pairs, xy, seen, boxes, timestamp)
+        row_of = np.full(len(candidates), -1)
+        row_of[pairs[:, 0]] = pairs[:, 1]
+        new = strong_rows[row_of[strong_rows] < 0]
+        row_of[new] = self._start(new, xy, seen, boxes, timestamp)
+        self.frames += 1
+        self._confirm()
+        ids = np.where(row_of >= 0, self.ids[row_of], 0)
+        shown = np.flatnonzero(ids > 0)
+        for i in shown:
+            candidates[i].track_id = int(ids[i])
+        if smooth and s.smooth and len(shown):
+            sizes = self.boxes.boxes[row_of[shown], 2:].mean(-1)
+            steady = self.smoother.smooth(ids[shown].tolist(), xy[shown], seen[shown], sizes, timestamp)
+            for i, xy_steady in zip(shown, steady):
+                candidates[i].move_to(xy_steady)
+        return [candidates[i] for i in shown]
 
-    def _start(self, pose: Pose, timestamp: float) -> None:
-        track = Track(self.next_id, pose.xy(), pose.detected(), pose.box.area, timestamp)
-        self.next_id += 1
-        self.tracks.append(track)
-        pose.track_id = track.id
+    def _match(self, which: np.ndarray, xy: np.ndarray, seen: np.ndarray, boxes: np.ndarray, rows: np.ndarray,
+               threshold: float) -> np.ndarray:
+        """(pose, track row) pairs as an (M, 2) array between the poses at `which` (of all the frame's
+        keypoints `xy`, detections `seen` and `boxes`) and the tracks at `rows`, each at least `threshold` alike."""
+        if not len(which) or not len(rows):
+            return np.zeros((0, 2), int)
+        predicted = self.boxes.boxes[rows]
+        track_xy = self.xy[rows] + (predicted[:, None, :2] - self.anchor[rows, None])
+        mine = boxes[which]
+        oks = oks_matrix(xy[which], seen[which], mine[:, 2:].prod(-1),
+                         track_xy, self.seen[rows], predicted[:, 2:].prod(-1), self.sigma)
+        similarity = OKS_WEIGHT * oks + (1.0 - OKS_WEIGHT) * iou_matrix(mine, predicted)
+        return np.array([(which[p], rows[t]) for p, t in assign(similarity, threshold)], int).reshape(-1, 2)
+
+    def _refresh(self, pairs: np.ndarray, xy: np.ndarray, seen: np.ndarray, boxes: np.ndarray,
+                 timestamp: float) -> None:
+        """Move matched tracks to their poses: Kalman correction, keypoints, anchor, hits, time."""
+        poses, rows = pairs[:, 0], pairs[:, 1]
+        self.boxes.update(rows, boxes[poses])
+        self.xy[rows] = np.where(seen[poses, :, None], xy[poses], self.xy[rows])
+        self.seen[rows] |= seen[poses]
+        self.anchor[rows] = self.boxes.boxes[rows, :2]
+        self.hits[rows] += 1
+        self.last_seen[rows] = timestamp
+
+    def _start(self, which: np.ndarray, xy: np.ndarray, seen: np.ndarray, boxes: np.ndarray,
+               timestamp: float) -> np.ndarray:
+        """New tentative tracks for the unmatched strong poses at `which`; returns their rows."""
+        first = len(self)
+        self.boxes.add(boxes[which])
+        self.xy = np.concatenate([self.xy, xy[which]])
+        self.seen = np.concatenate([self.seen, seen[which]])
+        self.anchor = np.concatenate([self.anchor, boxes[which, :2]])
+        self.hits = np.concatenate([self.hits, np.ones(len(which), int)])
+        self.last_seen = np.concatenate([self.last_seen, np.full(len(which), timestamp)])
+        self.ids = np.concatenate([self.ids, np.zeros(len(which), int)])
+        return np.arange(first, len(self))
+
+    def _confirm(self) -> None:
+        """Give public ids to tracks matched often enough (at once in a run's first frames, as in SORT)."""
+        matched = (self.ids == 0) & (self.last_seen == self.last_time)
+        ready = np.flatnonzero(matched & ((self.hits >= self.settings.min_hits) | (self.frames <= self.settings.min_hits)))
+        self.ids[ready] = np.arange(self.next_id, self.next_id + len(ready))
+        self.next_id += len(ready)
+
+    def _forget(self, timestamp: float, previous: float | None) -> None:
+        """Drop tentative tracks missed in the previous frame and confirmed ones unseen for longer than max_age."""
+        keep = np.where(self.ids == 0, self.last_seen == previous, timestamp - self.last_seen <= self.settings.max_age)
+        if not keep.all():
+            self._keep(keep)
+            self.smoother.forget(set(self.ids.tolist()))
+
+    def _reset(self, layout: Layout) -> None:
+        """Forget every track and follow poses of `layout` from now on."""
+        self.layout, self.sigma = layout, sigmas(layout)
+        k = len(layout.keypoints)
+        self.xy, self.seen, self.anchor = np.zeros((len(self), k, 2)), np.zeros((len(self), k), bool), np.zeros((len(self), 2))
+        self._keep(np.zeros(len(self), bool))
+
+    def _keep(self, rows: np.ndarray) -> None:
+        self.boxes.keep(rows)
+        for name in ("xy", "seen", "anchor", "hits", "last_seen", "ids"):
+            setattr(self, name, getattr(self, name)[rows])
