@@ -14,10 +14,15 @@ MAX_INPUT_SIDE = 4096  # px per side of the model input: beyond this a Pi runs o
 
 @dataclass
 class MoveNetSettings:
-    """[movenet]: which of MoveNet MultiPose's six candidates become poses."""
+    """[movenet]: which of MoveNet's candidates become poses (MultiPose gives six, SinglePose one).
+
+    `running_mode = "video"` lets SinglePose crop each frame around the person it found in the previous
+    one (Google's crop algorithm); "image" letterboxes every frame whole. MultiPose always sees the whole frame.
+    """
 
     max_poses: int = 6
     min_pose_score: float = 0.1
+    running_mode: Literal["image", "video"] = "video"
 
     def __post_init__(self):
         from ..checks import check_range
