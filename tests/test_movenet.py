@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from piposer import MoveNet
+from piposer import MoveNet, PiposerError
 
 IMAGE = DATA / "tflite_pose_testdata" / "image3.jpeg"
 
@@ -79,3 +79,31 @@ def test_singlepose_crop_follows_the_person_on_video_and_falls_back_to_the_whole
         assert np.median(scores[1:]) > np.median(whole_scores) + 0.15  # measured 0.78 against 0.48
         net.estimate(np.zeros_like(frames[0]))  # nobody: torso lost
         assert (net.region.cx, net.region.cy, net.region.size) == (960, 540, 1920)
+
+
+def street_frames(step: int = 50) -> list[np.ndarray]:
+    video = cv2.VideoCapture(str(DATA / "video" / "street_multi.avi"))  # 1280x720, people 60-400 px tall
+    frames = [video.read()[1] for _ in range(200)]
+    return frames[::step]
+
+
+def test_tiles_find_the_small_people_of_a_wide_frame_once_each():
+    frames = street_frames()
+    counts = {}
+    for tiles in (1, 2):
+        with MoveNet(tiles=tiles, max_poses=6 * tiles) as net:
+            found = [net.estimate(f) for f in frames]
+        counts[tiles] = sum(p.score >= 0.3 for poses in found for p in poses)
+        for poses in found:  # where the two 720 px tiles overlap, each person is reported once
+            boxes = np.array([(p.box.x0, p.box.y0, p.box.x1, p.box.y1) for p in poses])
+            lo, hi = np.maximum(boxes[:, None, :2], boxes[None, :, :2]), np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+            inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+            area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+            np.fill_diagonal(inter, 0)
+            assert (inter / np.minimum(area[:, None], area[None, :]) <= 0.5).all()
+    assert counts[2] >= 2.5 * counts[1] and counts[2] >= 10, counts  # measured 0.9 -> 3.1 people per frame
+
+
+def test_tiles_are_for_multipose_only():
+    with pytest.raises(PiposerError, match="movenet.tiles = 2 needs MoveNet MultiPose"):
+        MoveNet("movenet-lightning", tiles=2)

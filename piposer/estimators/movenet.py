@@ -21,6 +21,7 @@ from ..types import COCO17, Frame, Pose, make_pose
 from . import BaseEstimator, settings_from
 from .movenet_crop import next_crop_region
 from .roi import Roi, crop, letterbox_roi, shrink
+from .tiles import distinct, tile_regions
 from .settings import ModelSettings, MoveNetSettings
 
 ROW = 17 * 3 + 5  # one MultiPose person's output row
@@ -43,6 +44,9 @@ class MoveNetEstimator(BaseEstimator):
         if len(shape) != 4 or shape[1] != shape[2] or not (self.single or output[-1] == ROW):
             raise PiposerError(f"model {resolved.path} is not MoveNet: input {list(shape)}, output {list(output)} "
                                f"(expected [1, N, N, 3] and [1, 6, {ROW}] or [1, 1, 17, 3])")
+        if self.single and self.settings.tiles > 1:
+            raise PiposerError(f"movenet.tiles = {self.settings.tiles} needs MoveNet MultiPose, not the SinglePose "
+                               f"model {resolved.name} (it follows one person with its own crop)")
         self.side = shape[1]
         self.region: Roi | None = None  # SinglePose on video: where the next frame is cropped
         self.timings: dict[str, float] = {}
@@ -55,29 +59,46 @@ class MoveNetEstimator(BaseEstimator):
                                 cv2.BORDER_CONSTANT), cv2.COLOR_BGR2RGB)
         return rgb[None]
 
+    def regions(self, width: int, height: int) -> list[Roi]:
+        """The squares of the frame the model runs on: SinglePose's crop region, or MultiPose's tiles."""
+        if self.single:
+            return [self.region or letterbox_roi(width, height)]
+        return tile_regions(width, height, self.settings.tiles)
+
     def _estimate(self, frame: Frame) -> list[Pose]:
+        timings = dict.fromkeys(("preprocess", "invoke", "decode"), 0.0)
+        poses = []
+        for region in self.regions(frame.width, frame.height):
+            t0 = time.perf_counter()
+            batch = self.preprocess(frame.image, region)
+            t1 = time.perf_counter()
+            self.model.run(batch)
+            t2 = time.perf_counter()
+            poses += self.decode(self.model.output(self.model.outputs[0]), region, frame)
+            timings["preprocess"] += t1 - t0
+            timings["invoke"] += t2 - t1
+            timings["decode"] += time.perf_counter() - t2
         t0 = time.perf_counter()
-        region = self.region or letterbox_roi(frame.width, frame.height)
-        batch = self.preprocess(frame.image, region)
-        t1 = time.perf_counter()
-        self.model.run(batch)
-        t2 = time.perf_counter()
-        people = self.model.output(self.model.outputs[0]).reshape(-1, 51 if self.single else ROW)
+        if self.settings.tiles > 1:
+            boxes = np.array([(p.box.x0, p.box.y0, p.box.x1, p.box.y1) for p in poses]).reshape(-1, 4)
+            poses = [poses[i] for i in distinct(boxes, np.array([p.score for p in poses]))]
+        poses = sorted(poses, key=lambda p: -p.score)[: self.settings.max_poses]
+        timings["decode"] += time.perf_counter() - t0
+        self.timings = timings
+        return poses
+
+    def decode(self, output: np.ndarray, region: Roi, frame: Frame) -> list[Pose]:
+        """One pass's output -> Poses in source pixels (people under min_pose_score dropped); SinglePose on
+        video also places the next frame's crop region."""
+        people = output.reshape(-1, 51 if self.single else ROW)
         points = people[:, :51].reshape(-1, 17, 3)
         xy = region.project(points[:, :, 1::-1].reshape(-1, 2) * self.side, self.side).reshape(-1, 17, 2)
         scores = points[:, :, 2].mean(axis=1) if self.single else people[:, -1]
         if self.single and self.settings.running_mode == "video":
             self.region = next_crop_region(xy[0], points[0, :, 2], frame.width, frame.height)
-        poses = self.to_poses(xy, points[:, :, 2], scores, (frame.width, frame.height))
-        self.timings = {"preprocess": t1 - t0, "invoke": t2 - t1, "decode": time.perf_counter() - t2}
-        return poses
-
-    def to_poses(self, xy: np.ndarray, keypoint_scores: np.ndarray, scores: np.ndarray,
-                 image_size: tuple[int, int]) -> list[Pose]:
-        """(N, 17, 2) source-pixel keypoints -> Poses, best first, people under min_pose_score dropped."""
-        order = [i for i in np.argsort(-scores) if scores[i] >= self.settings.min_pose_score][: self.settings.max_poses]
-        return [make_pose(COCO17, xy[i], keypoint_scores[i], image_size, self.model_settings.keypoint_threshold,
-                          float(scores[i])) for i in order]
+        size = (frame.width, frame.height)
+        return [make_pose(COCO17, xy[i], points[i, :, 2], size, self.model_settings.keypoint_threshold,
+                          float(scores[i])) for i in np.flatnonzero(scores >= self.settings.min_pose_score)]
 
     def close(self) -> None:
         self.model = None
