@@ -12,7 +12,8 @@ COCO = DATA / "coco_dev" / "person_keypoints.json"
 POSE_FAMILIES = ("posenet", "movenet", "blazepose")
 MEASURED = {  # COCO AP on coco_dev, 2026-12-03 (BENCHMARKS.md)
     "posenet": 0.228, "posenet-stride8": 0.268, "posenet-stride32": 0.197,
-    "posenet-coral-353x481": 0.312, "posenet-coral-481x641": 0.369, "movenet-multipose": 0.363,
+    "posenet-coral-353x481": 0.312, "posenet-coral-481x641": 0.369, "movenet-multipose": 0.359,
+    "movenet-lightning": 0.111, "movenet-lightning-int8": 0.090, "movenet-thunder": 0.187,  # one person per photo
     "blazepose-lite": 0.144, "blazepose-full": 0.183, "blazepose-heavy": 0.200,
 }
 
@@ -25,3 +26,19 @@ def test_every_listed_pose_model_meets_its_measured_ap(capsys):
     rows = {line.split()[0]: float(line.split()[1]) for line in capsys.readouterr().out.splitlines()[2:]}
     low = {name: ap for name, ap in rows.items() if ap < MEASURED[name] - 0.01}
     assert not low and len(rows) == len(listed), (low, rows)
+
+
+def test_eval_rows_take_settings_and_report_small_people_and_time(capsys):
+    argv = ["eval", "--data", str(COCO), "--model", "posenet", "--model", "posenet:long_side=481"]
+    assert main(argv) == 0
+    header, *rows = capsys.readouterr().out.splitlines()[1:]
+    assert header.split() == ["model", "AP", "AP50", "APm", "APl", "AR", "R<100", "ms"]
+    table = {row.split()[0]: [float(v) for v in row.split()[1:]] for row in rows}
+    assert table["posenet:long_side=481"][0] > table["posenet"][0] + 0.05  # measured 0.315 against 0.228
+    assert all(abs(r[5] - 1 / 6) < 1e-3 and 1 < r[6] < 1000 for r in table.values())  # 1 of coco_dev's 6 people under 100 px
+
+
+def test_eval_names_a_bad_row_setting(capsys):
+    assert main(["eval", "--data", str(COCO), "--model", "posenet:long_side=480"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "posenet.long_side = 480: long_side-1 must be a multiple of the output stride 16" in line

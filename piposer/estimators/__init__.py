@@ -115,7 +115,7 @@ def create(config, running_mode: str | None = None, store: ModelStore | None = N
     """The estimator for `config.model.name`, built from the config's sections for its family, its files
     found by `store` (default: the store the environment describes).
 
-    `running_mode` ("image" or "video") overrides BlazePose's, so one-off photos skip tracking.
+    `running_mode` ("image" or "video") overrides BlazePose's and MoveNet's, so one-off photos skip tracking.
     """
     from ..modelstore import ModelStore
 
@@ -131,7 +131,10 @@ def create(config, running_mode: str | None = None, store: ModelStore | None = N
     if family == "movenet":
         from .movenet import MoveNetEstimator
 
-        return MoveNetEstimator(config.model, config.movenet, store)
+        settings = config.movenet
+        if running_mode:
+            settings = dataclasses.replace(settings, running_mode=running_mode)
+        return MoveNetEstimator(config.model, settings, store)
     if family != "posenet":
         raise ConfigError(f"model.name = {config.model.name!r} is a {family} model, not a pose estimator")
     from .posenet import PoseNetEstimator

@@ -1,8 +1,9 @@
-"""MoveNet MultiPose on TFLite: up to six people, keypoints and boxes from one network pass.
+"""MoveNet on TFLite: MultiPose (up to six people, one pass) and SinglePose Lightning / Thunder (one person).
 
-The frame is letterboxed into the model's square input (aspect kept, centred, the rest black) and the
-output, per person 17 x (y, x, score) then (ymin, xmin, ymax, xmax, score), all normalized to the input,
-is mapped back to source-image pixels in one vectorized step.
+The model file says which it is: MultiPose outputs per person 17 x (y, x, score) then a box and a score,
+SinglePose 17 x (y, x, score). Both see a square region of the frame cropped into their fixed input
+(aspect kept, black outside the frame): the whole frame letterboxed, or, for SinglePose on video, the
+region Google's crop algorithm places around the previous frame's person (movenet_crop.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from ..errors import PiposerError
 from ..modelstore import ModelStore
 from ..types import COCO17, Frame, Pose, make_pose
 from . import BaseEstimator, settings_from
+from .movenet_crop import next_crop_region
+from .roi import Roi, crop, letterbox_roi, shrink
+from .tiles import distinct, tile_regions
 from .settings import ModelSettings, MoveNetSettings
 
-ROW = 17 * 3 + 5  # one person's output row
+ROW = 17 * 3 + 5  # one MultiPose person's output row
 
 
 class MoveNetEstimator(BaseEstimator):
-    """MoveNet MultiPose Lightning: frame in, poses in source-image pixels out."""
+    """MoveNet MultiPose or SinglePose: frame in, poses in source-image pixels out."""
 
     layout = COCO17
 
@@ -35,58 +39,74 @@ class MoveNetEstimator(BaseEstimator):
         resolved = (store or ModelStore.from_environment()).resolve(self.model_settings.name)
         self.model_name = resolved.name
         self.model = Model(resolved.path, self.model_settings.num_threads)
-        shape = self.model.input.shape
-        output = self.model.outputs[0]
-        if len(shape) != 4 or shape[1] != shape[2] or output.shape[-1] != ROW:
-            raise PiposerError(f"model {resolved.path} is not MoveNet MultiPose: input {list(shape)}, "
-                               f"output {list(output.shape)} (expected [1, N, N, 3] and [1, 6, {ROW}])")
+        shape, output = self.model.input.shape, self.model.outputs[0].shape
+        self.single = output[-2:] == (17, 3)
+        if len(shape) != 4 or shape[1] != shape[2] or not (self.single or output[-1] == ROW):
+            raise PiposerError(f"model {resolved.path} is not MoveNet: input {list(shape)}, output {list(output)} "
+                               f"(expected [1, N, N, 3] and [1, 6, {ROW}] or [1, 1, 17, 3])")
+        if self.single and self.settings.tiles > 1:
+            raise PiposerError(f"movenet.tiles = {self.settings.tiles} needs MoveNet MultiPose, not the SinglePose "
+                               f"model {resolved.name} (it follows one person with its own crop)")
         self.side = shape[1]
-        self._batch = np.zeros(shape, self.model.input.dtype)
+        self.region: Roi | None = None  # SinglePose on video: where the next frame is cropped
         self.timings: dict[str, float] = {}
 
-    def preprocess(self, image: np.ndarray) -> tuple[float, np.ndarray]:
-        """Letterbox the BGR frame into the input buffer (RGB, centred, black padding: centred scores AP
-        0.363 on coco_dev against 0.342 top-left); returns the scale and the (x, y) offset in input pixels."""
-        h, w = image.shape[:2]
-        scale = self.side / max(h, w)
-        new_w, new_h = min(self.side, round(w * scale)), min(self.side, round(h * scale))
-        while image.shape[1] > 2 * new_w:
-            image = cv2.pyrDown(image)
-        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        if self.model_settings.flip_horizontal:
-            resized = cv2.flip(resized, 1)
-        oy, ox = (self.side - new_h) // 2, (self.side - new_w) // 2
-        self._batch[...] = 0
-        self._batch[0, oy:oy + new_h, ox:ox + new_w] = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-        return scale, np.array([ox, oy], np.float32)
+    def preprocess(self, image: np.ndarray, region: Roi) -> np.ndarray:
+        """The square `region` of the BGR frame (mirrored first if flip_horizontal) as the model's RGB input;
+        centred letterboxing scored MultiPose AP 0.363 on coco_dev against 0.342 top-left."""
+        small, small_region = shrink(image, region, self.side)
+        rgb = cv2.cvtColor(crop(small, small_region, self.side, self.model_settings.flip_horizontal,
+                                cv2.BORDER_CONSTANT), cv2.COLOR_BGR2RGB)
+        return rgb[None]
+
+    def regions(self, width: int, height: int) -> list[Roi]:
+        """The squares of the frame the model runs on: SinglePose's crop region, or MultiPose's tiles."""
+        if self.single:
+            return [self.region or letterbox_roi(width, height)]
+        return tile_regions(width, height, self.settings.tiles)
 
     def _estimate(self, frame: Frame) -> list[Pose]:
+        timings = dict.fromkeys(("preprocess", "invoke", "decode"), 0.0)
+        poses = []
+        for region in self.regions(frame.width, frame.height):
+            t0 = time.perf_counter()
+            batch = self.preprocess(frame.image, region)
+            t1 = time.perf_counter()
+            self.model.run(batch)
+            t2 = time.perf_counter()
+            poses += self.decode(self.model.output(self.model.outputs[0]), region, frame)
+            timings["preprocess"] += t1 - t0
+            timings["invoke"] += t2 - t1
+            timings["decode"] += time.perf_counter() - t2
         t0 = time.perf_counter()
-        scale, offset = self.preprocess(frame.image)
-        t1 = time.perf_counter()
-        self.model.run(self._batch)
-        t2 = time.perf_counter()
-        people = self.model.output(self.model.outputs[0]).reshape(-1, ROW)
-        poses = self.to_poses(people, scale, offset, (frame.width, frame.height))
-        self.timings = {"preprocess": t1 - t0, "invoke": t2 - t1, "decode": time.perf_counter() - t2}
+        if self.settings.tiles > 1:
+            boxes = np.array([(p.box.x0, p.box.y0, p.box.x1, p.box.y1) for p in poses]).reshape(-1, 4)
+            poses = [poses[i] for i in distinct(boxes, np.array([p.score for p in poses]))]
+        poses = sorted(poses, key=lambda p: -p.score)[: self.settings.max_poses]
+        timings["decode"] += time.perf_counter() - t0
+        self.timings = timings
         return poses
 
-    def to_poses(self, people: np.ndarray, scale: float, offset: np.ndarray, image_size: tuple[int, int]) -> list[Pose]:
-        """Output rows -> Poses: normalized input (y, x) to source pixels, people under min_pose_score dropped."""
-        people = people[people[:, -1] >= self.settings.min_pose_score]
-        people = people[np.argsort(-people[:, -1])][: self.settings.max_poses]
+    def decode(self, output: np.ndarray, region: Roi, frame: Frame) -> list[Pose]:
+        """One pass's output -> Poses in source pixels (people under min_pose_score dropped); SinglePose on
+        video also places the next frame's crop region."""
+        people = output.reshape(-1, 51 if self.single else ROW)
         points = people[:, :51].reshape(-1, 17, 3)
-        xy = (points[:, :, 1::-1] * self.side - offset) / scale  # (x, y) in source pixels
-        return [make_pose(COCO17, xy[i], points[i, :, 2], image_size, self.model_settings.keypoint_threshold,
-                          float(people[i, -1])) for i in range(len(people))]
+        xy = region.project(points[:, :, 1::-1].reshape(-1, 2) * self.side, self.side).reshape(-1, 17, 2)
+        scores = points[:, :, 2].mean(axis=1) if self.single else people[:, -1]
+        if self.single and self.settings.running_mode == "video":
+            self.region = next_crop_region(xy[0], points[0, :, 2], frame.width, frame.height)
+        size = (frame.width, frame.height)
+        return [make_pose(COCO17, xy[i], points[i, :, 2], size, self.model_settings.keypoint_threshold,
+                          float(scores[i])) for i in np.flatnonzero(scores >= self.settings.min_pose_score)]
 
     def close(self) -> None:
         self.model = None
 
 
 class MoveNet(MoveNetEstimator):
-    """MoveNet for library users: `MoveNet()` or a .tflite path, with any [model] or [movenet] setting
-    as a keyword (`MoveNet(keypoint_threshold=0.4, max_poses=3)`)."""
+    """MoveNet for library users: `MoveNet()` (MultiPose), `MoveNet("movenet-thunder")` or a .tflite path,
+    with any [model] or [movenet] setting as a keyword (`MoveNet(keypoint_threshold=0.4, max_poses=3)`)."""
 
     def __init__(self, model: str = "movenet-multipose", *, store: ModelStore | None = None, **options):
         super().__init__(*settings_from(options, ModelSettings(name=model), MoveNetSettings()), store=store)

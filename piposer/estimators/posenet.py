@@ -97,7 +97,10 @@ class PoseNetEstimator(BaseEstimator):
             raise PiposerError(
                 f"model {resolved.path.name} has output stride {self.stride} (from its tensor shapes), "
                 f"but posenet.output_stride = {self.settings.output_stride}")
-        self.long_side = max(self.model.input.shape[1:3])
+        self.long_side = self.settings.long_side or max(self.model.input.shape[1:3])
+        if not valid_size(self.long_side, self.stride):
+            raise PiposerError(f"posenet.long_side = {self.long_side}: long_side-1 must be a multiple of the "
+                               f"output stride {self.stride} of {resolved.path.name}")
         if self.settings.input_size:
             self._check_size(tuple(self.settings.input_size), "posenet.input_size")
         self.timings: dict[str, float] = {}

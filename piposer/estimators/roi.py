@@ -93,6 +93,15 @@ def crop(image: np.ndarray, roi: Roi, input_size: int, mirror: bool = False,
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border, borderValue=0)
 
 
+def shrink(image: np.ndarray, roi: Roi, input_size: int) -> tuple[np.ndarray, Roi]:
+    """Halve the image (Gaussian pyramid: cheap, no aliasing) while the ROI is over twice `input_size`, and the
+    ROI with it, so the bilinear crop after it never skips pixels."""
+    while roi.size > 2 * input_size and min(image.shape[:2]) > 1:
+        image = cv2.pyrDown(image)
+        roi = Roi(roi.cx / 2, roi.cy / 2, roi.size / 2, roi.rotation)
+    return image, roi
+
+
 def paste(values: np.ndarray, roi: Roi, image_size: tuple[int, int]) -> np.ndarray:
     """Warp a square model-input map (e.g. a mask) back onto a `width, height` image, zero outside the ROI."""
     matrix = roi.to_image(values.shape[0])

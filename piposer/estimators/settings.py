@@ -14,24 +14,37 @@ MAX_INPUT_SIDE = 4096  # px per side of the model input: beyond this a Pi runs o
 
 @dataclass
 class MoveNetSettings:
-    """[movenet]: which of MoveNet MultiPose's six candidates become poses."""
+    """[movenet]: which of MoveNet's candidates become poses (MultiPose gives six, SinglePose one).
+
+    `running_mode = "video"` lets SinglePose crop each frame around the person it found in the previous
+    one (Google's crop algorithm); "image" letterboxes every frame whole. MultiPose sees the whole frame, or
+    with `tiles` = 2..4 that many overlapping squares of the short side (small people in wide frames, one pass each).
+    """
 
     max_poses: int = 6
     min_pose_score: float = 0.1
+    running_mode: Literal["image", "video"] = "video"
+    tiles: int = 1
 
     def __post_init__(self):
         from ..checks import check_range
 
-        check_range("movenet.max_poses", self.max_poses, 1, 6)
+        check_range("movenet.tiles", self.tiles, 1, 4)
+        check_range("movenet.max_poses", self.max_poses, 1, 6 * self.tiles)
         check_range("movenet.min_pose_score", self.min_pose_score, 0, 1)
 
 
 @dataclass
 class PoseNetSettings:
-    """[posenet]: decoder and input settings (names follow tfjs-models PoseNet)."""
+    """[posenet]: decoder and input settings (names follow tfjs-models PoseNet).
+
+    The input follows the frame's aspect with its long side `long_side` (default: the model file's, 353),
+    the one knob trading speed for small people; `input_size` letterboxes into a fixed size instead.
+    """
 
     decoder: Literal["multi", "single"] = "multi"
     output_stride: Literal[8, 16, 32] | None = None
+    long_side: int | None = None
     input_size: list[int] | None = None
     max_poses: int = 10
     score_threshold: float = 0.15
@@ -41,6 +54,13 @@ class PoseNetSettings:
     def __post_init__(self):
         from ..checks import check_range
 
+        if self.long_side is not None:
+            if self.input_size is not None:
+                raise ValueError("posenet.long_side and posenet.input_size cannot both be set: pick one")
+            check_range("posenet.long_side", self.long_side, 33, MAX_INPUT_SIDE)
+            if self.output_stride and (self.long_side - 1) % self.output_stride:
+                raise ValueError(f"posenet.long_side = {self.long_side}: long_side-1 must be a multiple of "
+                                 f"posenet.output_stride {self.output_stride} (e.g. 257, 353, 481, 641)")
         if self.input_size is not None:
             if len(self.input_size) != 2:
                 raise ValueError(f"posenet.input_size must be [height, width], not {self.input_size}")

@@ -162,23 +162,58 @@ def cmd_models(args) -> int:
     return 1 if failed else 0
 
 
+def eval_spec(spec: str, base, store):
+    """`NAME` or `NAME:key=value,key=value` (keys of [model] and the model family's section, TOML values)
+    -> a copy of the config with them applied; a bad key or value is a PiposerError naming the spec."""
+    import copy
+    import tomllib
+
+    from ..estimators import settings_from
+
+    name, _, options = spec.partition(":")
+    cfg = copy.deepcopy(base)
+    cfg.model.name = name
+    family = store.family_of(name)
+    try:
+        values = {k.strip(): tomllib.loads(f"v = {v}")["v"]
+                  for k, v in (item.split("=", 1) for item in options.split(",") if item)}
+        cfg.model, section = settings_from(values, cfg.model, getattr(cfg, family))
+    except (ValueError, tomllib.TOMLDecodeError):
+        raise PiposerError(f"--model {spec!r}: write settings as NAME:key=value,key=value") from None
+    except PiposerError as exc:
+        raise PiposerError(f"--model {spec!r}: {exc}") from None
+    setattr(cfg, family, section)
+    return cfg
+
+
+EVAL_COLUMNS = ("AP", "AP50", "APm", "APl", "AR")
+
+
 def cmd_eval(args) -> int:
+    import statistics
+
     from .. import config
     from ..estimators import create
-    from .evaluate import STAT_NAMES, coco_eval, load_annotations, predict
+    from .evaluate import coco_eval, load_annotations, predict, small_recall
 
     annotations = Path(args.data)
     load_annotations(annotations)  # a bad file fails before any model is loaded
     base = config.load(config.config_file(args.config))
-    print(f"COCO keypoint evaluation on {annotations}")
-    print(f"{'model':22}" + "".join(f"{s:>7}" for s in STAT_NAMES))
-    for name in args.model or ["posenet"]:
-        base.model.name = name
+    specs = args.model or ["posenet"]
+    configs = [eval_spec(spec, base, args.store) for spec in specs]  # a bad spec fails before any model runs
+    width = max(22, *(len(s) + 1 for s in specs))
+    print(f"COCO keypoint evaluation on {annotations} (R<100: people under 100 px tall found with OKS >= 0.5; "
+          "ms: median per frame)")
+    print(f"{'model':{width}}" + "".join(f"{s:>7}" for s in EVAL_COLUMNS + ("R<100", "ms")))
+    for spec, cfg in zip(specs, configs):
         to_coco = None
-        if args.store.family_of(name) == "blazepose":
+        if args.store.family_of(cfg.model.name) == "blazepose":
             from ..estimators.blazepose import to_coco17 as to_coco
-        stats = coco_eval(annotations, predict(create(base, running_mode="image", store=args.store), annotations, to_coco))
-        print(f"{name:22}" + "".join(f"{stats[s]:7.3f}" for s in STAT_NAMES))
+        seconds: list[float] = []
+        results = predict(create(cfg, running_mode="image", store=args.store), annotations, to_coco, seconds)
+        stats = coco_eval(annotations, results)
+        row = [stats[s] for s in EVAL_COLUMNS] + [small_recall(annotations, results)]
+        print(f"{spec:{width}}" + "".join(f"{v:7.3f}" for v in row) + f"{statistics.median(seconds) * 1e3:7.1f}")
     return 0
 
 
@@ -290,7 +325,9 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_models)
 
     c = command("eval", cmd_eval, "COCO keypoint AP/AR on photos with ground truth", model=False)
-    c.add_argument("--model", action="append", help="model to evaluate (repeatable; default posenet)")
+    c.add_argument("--model", action="append",
+                   help="model to evaluate, NAME or NAME:key=value,... e.g. posenet:long_side=481 (repeatable; "
+                        "default posenet)")
     c.add_argument("--data", required=True, help="COCO person_keypoints.json (images in images/ beside it)")
 
     c = command("bench", cmd_bench, "time preprocess, invoke and decode on photos")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,17 +57,42 @@ def load_annotations(path: Path) -> dict:
     return meta
 
 
-def predict(estimator, annotations: Path, to_coco=None) -> list[dict]:
-    """Run the estimator on every image of a COCO keypoint file; `to_coco` maps other layouts to COCO-17."""
+def predict(estimator, annotations: Path, to_coco=None, seconds: list[float] | None = None) -> list[dict]:
+    """Run the estimator on every image of a COCO keypoint file; `to_coco` maps other layouts to COCO-17, and
+    `seconds`, if given, collects each frame's time through the pipeline, on a second run of the frame (the
+    photos differ in size, and a camera stream does not pay for re-sizing the model's input every frame)."""
     meta = load_annotations(annotations)
     results = []
     pipeline = Pipeline(estimator)
     for im in meta["images"]:
-        for pose in pipeline.process(read_frame(annotations.parent / "images" / im["file_name"])):
+        frame = read_frame(annotations.parent / "images" / im["file_name"])
+        if seconds is not None:
+            pipeline.process(frame)
+        started = time.perf_counter()
+        poses = pipeline.process(frame)
+        if seconds is not None:
+            seconds.append(time.perf_counter() - started)
+        for pose in poses:
             if pose.layout is not COCO17:
                 pose = to_coco(pose)
             results.append(coco_result(pose, im["id"]))
     return results
+
+
+def small_recall(annotations: Path, results: list[dict], max_height: float = 100, min_oks: float = 0.5) -> float:
+    """The share of labelled people under `max_height` px tall (box height) that some pose in their image matches
+    with OKS >= `min_oks` (COCO's AP50 criterion; NaN when there are none). Not one-to-one: it asks 'found?'."""
+    meta = load_annotations(annotations)
+    small = [a for a in meta["annotations"]
+             if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd") and a["bbox"][3] < max_height]
+    if not small:
+        return float("nan")
+    found = 0
+    for person in small:
+        truth = np.array(person["keypoints"], dtype=np.float64).reshape(-1, 3)
+        found += any(oks(np.array(r["keypoints"]).reshape(-1, 3)[:, :2], truth, person["area"]) >= min_oks
+                     for r in results if r["image_id"] == person["image_id"])
+    return found / len(small)
 
 
 def coco_eval(annotations: Path, results: list[dict]) -> dict[str, float]:
