@@ -84,7 +84,7 @@ DEVICE = {
 ORIGIN = {"name": "piposer", "sw_version": __version__}
 ONLINE = {"topic": "piposer/hall/availability", "payload_available": "online", "payload_not_available": "offline"}
 RUNNING = {"topic": "piposer/hall/state",
-           "value_template": "{{ 'online' if value_json.status == 'running' else 'offline' }}"}
+           "value_template": "{{ 'online' if value_json.get('status') == 'running' else 'offline' }}"}
 
 
 def entity(object_id: str, live: bool = False, **config) -> dict:
@@ -135,13 +135,13 @@ def test_discovery_configs_are_exact(broker, make_sink):
         "snapshot", name="Snapshot image", image_topic="piposer/hall/image", content_type="image/jpeg")
     assert got[f"{p}/binary_sensor/hall/zone_wave_2/config"] == entity(
         "zone_wave_2", live=True, name="wave_2 occupancy", device_class="occupancy", state_topic="piposer/hall/zones",
-        value_template="{{ 'ON' if value_json[\"wave_2\"] > 0 else 'OFF' }}")
+        value_template="{{ 'ON' if value_json.get(\"wave_2\", 0) > 0 else 'OFF' }}")
     assert got[f"{p}/sensor/hall/zone_door_people/config"] == entity(
         "zone_door_people", live=True, name="door people", icon="mdi:account-group", state_class="measurement",
-        state_topic="piposer/hall/zones", value_template="{{ value_json[\"door\"] }}")
+        state_topic="piposer/hall/zones", value_template="{{ value_json.get(\"door\", 0) }}")
     assert got[f"{p}/binary_sensor/hall/rule_wave/config"] == entity(
         "rule_wave", live=True, name="Rule wave", icon="mdi:gesture", state_topic="piposer/hall/rules",
-        value_template="{{ 'ON' if value_json[\"wave\"] else 'OFF' }}")
+        value_template="{{ 'ON' if value_json.get(\"wave\") else 'OFF' }}")
     assert got[f"{p}/sensor/hall/cpu_temperature/config"] == entity(
         "cpu_temperature", name="CPU temperature", entity_category="diagnostic", state_topic="piposer/hall/stats",
         value_template="{{ value_json.cpu_temp_c }}", state_class="measurement", unit_of_measurement="°C",

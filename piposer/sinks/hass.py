@@ -59,7 +59,7 @@ def discovery_configs(settings: MqttSettings, setup: MqttSetup) -> dict[str, dic
     }
     online = {"topic": f"{base}/availability", "payload_available": "online", "payload_not_available": "offline"}
     detecting = {"topic": f"{base}/state",
-                 "value_template": "{{ 'online' if value_json.status == 'running' else 'offline' }}"}
+                 "value_template": "{{ 'online' if value_json.get('status') == 'running' else 'offline' }}"}
     entities = _entities(base, settings, setup)
     configs = {}
     for (component, object_id), entity in entities.items():
@@ -124,7 +124,8 @@ def _entities(base: str, settings: MqttSettings, setup: MqttSetup) -> dict[tuple
             "name": "Snapshot image", "image_topic": f"{base}/image", "content_type": "image/jpeg",
         }
     for zone in setup.zones:
-        picked = f"value_json[{json.dumps(zone.name)}]"
+        # .get: a state written before this zone existed (or after it went) must not be a template error
+        picked = f"value_json.get({json.dumps(zone.name)}, 0)"
         entities[("binary_sensor", f"zone_{zone.name}")] = {
             "name": f"{zone.name} occupancy", "device_class": "occupancy", "live": True,
             "state_topic": f"{base}/zones", "value_template": f"{{{{ 'ON' if {picked} > 0 else 'OFF' }}}}",
@@ -136,7 +137,7 @@ def _entities(base: str, settings: MqttSettings, setup: MqttSetup) -> dict[tuple
     for rule in setup.rules:
         entities[("binary_sensor", f"rule_{rule}")] = {
             "name": f"Rule {rule}", "icon": "mdi:gesture", "live": True, "state_topic": f"{base}/rules",
-            "value_template": f"{{{{ 'ON' if value_json[{json.dumps(rule)}] else 'OFF' }}}}",
+            "value_template": f"{{{{ 'ON' if value_json.get({json.dumps(rule)}) else 'OFF' }}}}",
         }
     stats = f"{base}/stats"
     for object_id, name, template, extra in (

@@ -234,9 +234,8 @@ class MqttSink(Sink):
         _mqtt, setup = settings
         self.setup = setup
         self._people.hold = setup.count_hold
-        if setup.zones != self._zones.zones:
+        if list(setup.zones) != self._zones.zones:  # counts of zones kept stay until the next frame recounts
             self._zones = ZoneCounts(list(setup.zones), setup.count_hold)
-            self._zone_counts = {}
         if self._pictures is not None:
             self._pictures.mirrored = setup.mirrored
         self._track_setup()
