@@ -269,6 +269,30 @@ def test_reload_applies_a_valid_config_in_place_and_keeps_running_on_a_bad_one(t
     assert {"tracking"} <= reloaded_parts(lines) and not {"model", "source", "MqttSink"} & reloaded_parts(lines)
 
 
+def test_paused_stats_show_no_stale_fps_and_reload_restores_the_config_thresholds(tmp_path):
+    """While paused nothing is processed, so `fps` is 0, not the last window's rate; a reload puts a
+    `thresholds` command's values back to the config's and says so with a `thresholds` event."""
+    same = tmp_path / "same.toml"
+    same.write_text(f'[source]\nsource = "{VIDEO}"\n[mqtt]\nenabled = false\n')
+    lines: list[str] = []
+    with App(make_config(), load_config=lambda: config.load(same), log=lines.append) as app:
+        assert app.run(max_frames=4) == "finished"
+        assert app.stats_dict()["fps"] > 0
+        app.command(commands.Pause())
+        app.command(commands.SetThresholds(keypoint_threshold=0.7, pose_threshold=0.5))
+        app.command(commands.ReloadConfig())
+        threading.Timer(0.5, app.stop).start()
+        assert app.run() == "stopped"
+        stats = app.stats_dict()
+        assert stats["paused"] is True and stats["fps"] == 0.0
+        assert app.pipeline.estimator.keypoint_threshold == 0.3 and app.pipeline.min_pose_score == 0.3  # defaults
+    thresholds = [json.loads(line.split(": ", 1)[1]) for line in lines if line.startswith("event thresholds")]
+    assert thresholds == [
+        {"command": "thresholds", "keypoint_threshold": 0.7, "pose_threshold": 0.5},
+        {"reason": "reload", "keypoint_threshold": 0.3, "pose_threshold": 0.3},
+    ]
+
+
 def test_failed_start_releases_what_was_opened(monkeypatch, camera_frames, tmp_path):
     cam = fake_picamera2.install(monkeypatch, camera_frames)
     mqtt = MqttSettings(username="pi", password_file=str(tmp_path / "missing"))

@@ -172,7 +172,7 @@ def test_state_topics_follow_frames_rules_pause_and_thresholds(broker, make_sink
         starting = sub.wait_for("piposer/hall/state")[0].json()
         assert starting["status"] == "starting" and starting["people"] == 0  # the last run's state is replaced
         assert sub.wait_for("piposer/hall/controls")[0].json() == {
-            "detection": "on", "keypoint_threshold": 0.3, "pose_threshold": 0.0}
+            "detection": "on", "keypoint_threshold": 0.3, "pose_threshold": 0.3}
         assert sub.wait_for("piposer/hall/rules")[0].json() == {"door": False, "wave": False}
         assert sub.wait_for("piposer/hall/zones")[0].json() == {"door": 0, "wave_1": 0, "wave_2": 0}
 

@@ -111,7 +111,7 @@ class MqttSetup:
     rules: tuple[str, ...] = ()
     gestures: tuple[str, ...] = ()
     keypoint_threshold: float = 0.3
-    pose_threshold: float = 0.0
+    pose_threshold: float = 0.3  # [loop] min_pose_score
     configuration_url: str | None = None
     mirrored: bool = False
 
