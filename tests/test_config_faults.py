@@ -39,6 +39,8 @@ def test_nested_too_deeply(tmp_path):
     ('[[osc]]\nkeypoints = ["nose", "tail"]', "unknown keypoint 'tail'"),
     ('[[osc]]\nlayout = "columns"', "osc[0].layout = 'columns' is not allowed"),
     ("[web]\nport = 0", "web.port must be within 1..65535"),
+    ("[mqtt]\nimage_width = 10", "mqtt.image_width must be within 64..4096"),
+    ("[mqtt]\nimage_interval = -5", "mqtt.image_interval must be"),
     ('[web]\nallow_origins = ["laptop.local"]', "web.allow_origins: 'laptop.local' is not an origin"),
 ])
 def test_bad_values_are_one_line_naming_the_key(tmp_path, text, key):
