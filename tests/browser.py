@@ -74,8 +74,9 @@ class Browser:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 20):
+        """The expression's value once it is truthy (an expression that throws, mid-navigation, is falsy)."""
         deadline = time.monotonic() + timeout
-        while not (value := self.js(expression)):
+        while not (value := self.js(f"(() => {{ try {{ return {expression}; }} catch (e) {{ return null; }} }})()")):
             assert time.monotonic() < deadline, f"timed out waiting for {expression}"
             time.sleep(0.1)
         return value
@@ -87,6 +88,7 @@ class Browser:
         return tuple(r)
 
     def click(self, selector: str) -> None:
+        self.js(f"document.querySelector({json.dumps(selector)}).scrollIntoView({{block: 'center'}})")
         x, y, w, h = self.box(selector)
         self.drag((x + w / 2, y + h / 2), (x + w / 2, y + h / 2), steps=1)
 

@@ -84,23 +84,38 @@ def edited(text: str, zones: list[dict], deleted: list[dict]) -> str:
     for zone in zones:
         shape = _shape(zone)
         if zone.get("rule") is None:
-            rule = tomlkit.table()
-            rule["name"] = str(zone.get("name", ""))
-            rule["when"] = {"zone": {"keypoint": str(zone.get("keypoint", "nose")), **shape}}
-            if zone.get("output"):
-                rule["actions"] = [{"output": str(zone["output"]), "mode": "hold"}]
-            rules.append(rule)
+            rules.append(_new_rule(zone, shape))
             continue
         rule = _rule(by_name, zone)
         table = _walk(rule, str(zone.get("path", "")), zone["rule"])
-        for key in ("rect", "polygon"):
-            table.pop(key, None)
-        table.update(shape)
-        if zone.get("keypoint"):
+        kind, points = next(iter(shape.items()))
+        if table.get(kind) != points:  # untouched zones keep their text exactly
+            table.pop("polygon" if kind == "rect" else "rect", None)
+            table[kind] = points
+        if zone.get("keypoint") and zone["keypoint"] != table.get("keypoint"):
             table["keypoint"] = str(zone["keypoint"])
         if zone.get("name") and zone["name"] != zone["rule"]:
             rule["name"] = str(zone["name"])
     return tomlkit.dumps(doc)
+
+
+def _new_rule(zone: dict, shape: dict):
+    """A `[[rules]]` table for a zone drawn in the console, written the way docs/rules.md shows rules."""
+    rule = tomlkit.table()
+    rule.trivia.indent = "\n"  # a blank line before its [[rules]] header, like the user's own
+    rule["name"] = str(zone.get("name", ""))
+    when = tomlkit.inline_table()
+    inner = tomlkit.inline_table()
+    inner.update({"keypoint": str(zone.get("keypoint") or "nose"), **shape})
+    when["zone"] = inner
+    rule["when"] = when
+    if zone.get("output"):
+        action = tomlkit.inline_table()
+        action.update({"output": str(zone["output"]), "mode": "hold"})
+        actions = tomlkit.array()
+        actions.append(action)
+        rule["actions"] = actions
+    return rule
 
 
 def _rule(by_name: dict, zone: dict):

@@ -50,7 +50,7 @@ function show(state) {
     return row;
   }));
   const source = s.source || {};
-  pill("source", source.connected, `source ${source.connected ? "up" : "down"}`);
+  pill("source", source.connected, source.connected === undefined ? "source" : `source ${source.connected ? "up" : "down"}`);
   const mqtt = (s.sinks || {}).MqttSink;
   pill("mqtt", mqtt && mqtt.connected, mqtt ? `MQTT ${mqtt.connected ? "connected" : "disconnected"}` : "MQTT off");
   paused = !!s.paused;
