@@ -186,6 +186,8 @@ class App:
         data["model"] = getattr(estimator, "model_name", None)
         data["estimator_ms"] = {k: round(v * 1000, 2) for k, v in getattr(estimator, "timings", {}).items()}
         data["source"] = self.pipeline.source.stats() if self.pipeline and self.pipeline.source else {}
+        states = {sink.name: sink.state() for sink in (self.pipeline.sinks if self.pipeline else [])}
+        data["sinks"] = {name: state for name, state in states.items() if state is not None}
         return data
 
     def publish_stats(self) -> None:

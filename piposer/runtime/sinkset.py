@@ -91,14 +91,18 @@ def _build_osc(app: App, settings) -> Sink:
 
 
 def _web(config):
-    return (config.web, config.model.name, config.model.keypoint_threshold) if config.web.enabled else None
+    from ..sinks.websocket import WebSlice
+
+    if not config.web.enabled:
+        return None
+    return WebSlice(config.web, config.model.name, config.model.keypoint_threshold, config.rules,
+                    [o.name for o in config.outputs], config.path, config.model.flip_horizontal)
 
 
 def _build_web(app: App, settings) -> Sink:
     from ..sinks.websocket import WebSocketSink
 
-    web, model_name, threshold = settings
-    return WebSocketSink(web, model_name, keypoint_threshold=threshold, log=app.log)
+    return WebSocketSink(settings, on_request=app.command, stats=app.stats_dict, log=app.log)
 
 
 # GPIO first (closest to real time, and its final `falling` events still go out over MQTT on close), then MQTT.
