@@ -19,6 +19,7 @@ from gpiozero.pins.mock import MockFactory
 from browser import Browser
 from conftest import DATA, ROOT
 from piposer import config
+from piposer.rules.library import PoseLibrary
 from piposer.runtime.controller import App
 from piposer.web.auth import hash_password
 from test_websocket import free_port, own_address
@@ -175,6 +176,24 @@ def test_a_bad_edit_is_refused_with_config_checks_line(console):
                            capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert check.stderr == f"piposer: error: {message.replace(str(path), str(bad))}\n"
     assert "every rule needs a name" in message and "\n" not in message
+
+
+def test_record_this_pose_teaches_the_running_classifier(console):
+    """"Record this pose" five times while the two people stand: the poses file beside the config gets
+    the examples, the classifier starts (a reload) and the console's events show people labelled."""
+    app, browser, path, _ = console
+    poses_file = path.with_name("poses.json")
+    assert not poses_file.exists()
+    browser.js("window.scrollTo(0, 0)")
+    browser.type("#teach-label", "standing")
+    for n in range(1, 6):
+        browser.click("#teach button")
+        message = browser.wait_for(f"(m => m.includes(': {n} examples') && m)"
+                                   "(document.getElementById('teach-message').textContent)")
+        assert message == f"recorded 'standing': {n} examples"
+        time.sleep(0.4)  # a new frame between examples
+    assert PoseLibrary.load(poses_file).labels() == {"standing": 5}
+    browser.wait_for("document.getElementById('events').textContent.includes('standing')", timeout=60)
 
 
 def test_the_console_fits_a_phone(console):

@@ -253,7 +253,8 @@ class App:
         from ..estimators import create, settings_of
 
         pipeline, old = self.pipeline, self.config
-        stages = self._stages(config) if config.poses != old.poses else None  # first: a bad poses file changes nothing
+        # first: a bad poses file changes nothing; a file taught since the last start (console) starts the classifier
+        stages = self._stages(config) if config.poses != old.poses or not pipeline.stages else None
         estimator = create(config, store=self.store) if settings_of(config) != settings_of(old) else None
         source = None
         try:

@@ -96,7 +96,7 @@ def _web(config):
     if not config.web.enabled:
         return None
     return WebSlice(config.web, config.model.name, config.model.keypoint_threshold, config.rules,
-                    [o.name for o in config.outputs], config.path, config.model.flip_horizontal)
+                    [o.name for o in config.outputs], config.path, config.model.flip_horizontal, config.poses.file)
 
 
 def _build_web(app: App, settings) -> Sink:

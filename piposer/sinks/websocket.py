@@ -72,6 +72,7 @@ class WebSlice:
     outputs: list[str] = field(default_factory=list)
     config_path: Path | None = None
     mirrored: bool = False
+    poses_file: str = ""
 
     def server(self) -> tuple:
         return self.web, self.model_name, self.config_path, self.mirrored
@@ -90,7 +91,8 @@ class WebSocketSink(Sink):
         self.slice, self.settings, self.log = settings, settings.web, log
         self.model_name, self.threshold = settings.model_name, settings.keypoint_threshold
         self.console = Console(settings.web, on_request=on_request, config_path=settings.config_path,
-                               rules=settings.rules, outputs=settings.outputs, mirrored=settings.mirrored, stats=stats)
+                               rules=settings.rules, outputs=settings.outputs, mirrored=settings.mirrored, stats=stats,
+                               poses_file=settings.poses_file)
         self.clients: set[Client] = set()
         self._clients_lock = threading.Lock()  # the frame loop reads the set, the server thread changes it
         self._ssl = self._tls()
@@ -134,9 +136,10 @@ class WebSocketSink(Sink):
         return isinstance(settings, WebSlice) and settings.server() == self.slice.server()
 
     def reconfigure(self, settings: WebSlice) -> None:
-        """New rules (zones) and keypoint threshold, on the running server: sessions and viewers stay."""
+        """New rules (zones), keypoint threshold and poses file, on the running server: sessions and viewers stay."""
         self.slice, self.threshold = settings, settings.keypoint_threshold
         self.console.use_rules(settings.rules, settings.outputs)
+        self.console.poses_file = settings.poses_file
 
     def close(self) -> None:
         if self._thread.is_alive():

@@ -23,6 +23,7 @@ from aiohttp import web
 from ..commands import CommandError, ReloadConfig, parse_command
 from ..errors import PiposerError
 from ..events import Edge, Event, EventKind
+from ..rules.library import record_pose
 from ..rules.settings import KEYPOINT_NAMES
 from ..sinks.web_settings import WebSettings
 from . import zones as zone_file
@@ -39,8 +40,10 @@ class Console:
     """The console's state (fed by the sink from the frame loop) and its routes (run on the server loop)."""
 
     def __init__(self, settings: WebSettings, *, on_request: Callable, config_path: Path | None,
-                 rules: list, outputs: list[str], mirrored: bool = False, stats: Callable[[], dict] | None = None):
+                 rules: list, outputs: list[str], mirrored: bool = False, stats: Callable[[], dict] | None = None,
+                 poses_file: str = ""):
         self.settings, self.on_request, self.config_path = settings, on_request, config_path
+        self.poses_file = poses_file
         self.mirrored, self.stats_source = mirrored, stats
         self.sessions = Sessions()
         self.limiter = LoginLimiter()
@@ -99,6 +102,7 @@ class Console:
         app.router.add_get("/snapshot.jpg", self._snapshot)
         app.router.add_post("/api/command", self._command)
         app.router.add_post("/api/zones", self._save_zones)
+        app.router.add_post("/api/poses", self._teach)
         app.router.add_static("/console/", STATIC)
 
     @web.middleware
@@ -227,6 +231,33 @@ class Console:
         request_id = f"zones-{time.monotonic_ns()}"
         self.on_request(ReloadConfig(request_id=request_id))
         return web.json_response({"saved": str(self.config_path), "reload": request_id})
+
+
+    async def _teach(self, request: web.Request) -> web.StreamResponse:
+        """"Record this pose": the person in front of the camera in the newest frame becomes an example of
+        the posted label (the running classifier picks the file up within a second)."""
+        try:
+            label = json.loads(await request.read())["label"]
+            if not isinstance(label, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return _refuse(400, 'recording a pose needs {"label": "name"}')
+        scene = self.live.scene
+        if scene is None:
+            return _refuse(503, "no frame yet")
+        if not self.poses_file:
+            return _refuse(409, "piposer runs without a config file: there is nowhere to keep taught poses")
+        first = not Path(self.poses_file).is_file()
+        try:
+            examples = await asyncio.get_running_loop().run_in_executor(
+                None, record_pose, self.poses_file, label, scene.poses, "console", scene.frame.index)
+        except PiposerError as exc:
+            return _refuse(400, str(exc))
+        if examples == 0:
+            return _refuse(409, "nobody with both shoulders in view: nothing recorded")
+        if first:  # the classifier starts with its first file
+            self.on_request(ReloadConfig(request_id=f"poses-{time.monotonic_ns()}"))
+        return web.json_response({"label": label, "examples": examples, "file": self.poses_file})
 
 
 _NO_STORE = {"Cache-Control": "no-store"}

@@ -253,6 +253,14 @@ $("thresholds").addEventListener("submit", (event) => {
   for (const key of ["keypoint_threshold", "pose_threshold"]) if ($(key).value !== "") body[key] = Number($(key).value);
   command(body);
 });
+$("teach").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const label = $("teach-label").value;
+  try {
+    const reply = await post("/api/poses", { label });
+    $("teach-message").textContent = `recorded '${reply.label}': ${reply.examples} examples`;
+  } catch (error) { $("teach-message").textContent = error.message; }
+});
 window.addEventListener("resize", draw);
 $("live").addEventListener("load", draw, { once: true });
 poll();
