@@ -135,7 +135,8 @@ class Tracker:
         row_of[new] = self._start(new, xy, seen, boxes, timestamp)
         self.frames += 1
         self._confirm()
-        ids = np.where(row_of >= 0, self.ids[row_of], 0)
+        ids = np.zeros(len(candidates), int)
+        ids[row_of >= 0] = self.ids[row_of[row_of >= 0]]
         shown = np.flatnonzero(ids > 0)
         for i in shown:
             candidates[i].track_id = int(ids[i])
