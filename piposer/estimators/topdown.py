@@ -19,9 +19,9 @@ from .roi import Roi, roi_from_alignment
 # Measured on BlazePose's own results (39 people on the shared photos and room videos): its alignment
 # circle is centred on the hip midpoint (within 0.5% of its radius), points from the hips to the shoulder
 # midpoint (within 1.5 degrees), and its radius is 1.76 torso lengths (5-95%: 1.67-1.92) or 1.19 times
-# the farthest keypoint's distance from the hips (1.09-1.30). PoseNet's and MoveNet's torsos come out 3%
-# shorter than BlazePose's on the same people (its next-frame ROI over ours: median 1.03), hence 1.8.
-RADIUS_PER_TORSO = 1.8
+# the farthest keypoint's distance from the hips (1.09-1.30). (1.8, for PoseNet's and MoveNet's torsos
+# coming out 3% shorter than BlazePose's, scored lower on coco_dev: AP 0.329 / 0.344 against 0.353 / 0.356.)
+RADIUS_PER_TORSO = 1.75
 RADIUS_PER_EXTENT = 1.19
 # Torso length over the larger of shoulder width and nose-to-shoulders distance, same people: 1.8 (1.3-2.8).
 TORSO_PER_UPPER_BODY = 1.8
@@ -75,9 +75,11 @@ class PoseProposer:
         self.roi_scale = roi_scale
 
     def detect(self, image: np.ndarray, max_count: int, clock) -> list[Roi]:
-        """ROIs of up to `max_count` people, best first (pixels of the image as the estimator mirrors it)."""
+        """ROIs of every proposed person, largest (nearest) first, as BlazePose's detector favours them (pixels
+        of the image as the estimator mirrors it): more than `max_count`, as the landmark model turns some
+        down (a hand, a face, one person twice)."""
         clock.lap("decode")
-        poses = self.estimator.estimate(image)[:max_count]
+        poses = self.estimator.estimate(image)
         for stage, seconds in self.estimator.timings.items():
             clock.timings[stage] += seconds
         clock.last += sum(self.estimator.timings.values())  # the proposer's own stages are counted above
@@ -86,7 +88,8 @@ class PoseProposer:
         xy = np.stack([p.xy() for p in poses])
         detected = np.array([[k.detected for k in p.keypoints] for p in poses])
         centres, points = alignment_points(xy, detected)
-        return [roi_from_alignment(c, p, self.roi_scale) for c, p in zip(centres, points)]
+        rois = [roi_from_alignment(c, p, self.roi_scale) for c, p in zip(centres, points)]
+        return sorted(rois, key=lambda roi: -roi.size)
 
     def close(self) -> None:
         self.estimator.close()
