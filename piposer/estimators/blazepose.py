@@ -316,10 +316,8 @@ class BlazePoseEstimator(BaseEstimator):
         return pose
 
     def close(self) -> None:
-        """Forget tracked people and close the proposer, if any; the models need no explicit release."""
+        """Forget tracked people; the models (the proposer's too) need no explicit release."""
         self.tracks = []
-        if hasattr(self.detector, "close"):
-            self.detector.close()
 
 
 class BlazePose(BlazePoseEstimator):

@@ -91,9 +91,6 @@ class PoseProposer:
         rois = [roi_from_alignment(c, p, self.roi_scale) for c, p in zip(centres, points)]
         return sorted(rois, key=lambda roi: -roi.size)
 
-    def close(self) -> None:
-        self.estimator.close()
-
 
 def build_proposer(config, person_detector: str, store):
     """The proposer estimator for `person_detector` ("posenet" or "movenet"), built by `create` from a copy of
