@@ -36,7 +36,7 @@ from piposer.sinks.osc import OscSink, bundles, pose_messages
 from piposer.sinks.osc_settings import OscSettings
 from piposer.sinks.payloads import poses_payload
 from piposer.sinks.web_settings import WebSettings
-from piposer.sinks.websocket import WebSocketSink, ml5_payload
+from piposer.sinks.websocket import WebSlice, WebSocketSink, ml5_payload
 from piposer.types import Frame
 
 
@@ -121,8 +121,8 @@ def main() -> None:
                                                     keypoints=["nose", "left_wrist", "right_wrist"])],
                                        log=lambda line: None),
     }
-    web_one = WebSocketSink(WebSettings(enabled=True, port=free_port()), "posenet", log=lambda line: None)
-    web_two = WebSocketSink(WebSettings(enabled=True, port=free_port()), "posenet", log=lambda line: None)
+    web_one = WebSocketSink(WebSlice(WebSettings(enabled=True, port=free_port())), log=lambda line: None)
+    web_two = WebSocketSink(WebSlice(WebSettings(enabled=True, port=free_port())), log=lambda line: None)
     process.stdin.write(f"ws://127.0.0.1:{web_one.settings.port}/poses ws://127.0.0.1:{web_two.settings.port}/poses "
                         f"ws://127.0.0.1:{web_two.settings.port}/poses?format=ml5\n")
     process.stdin.flush()

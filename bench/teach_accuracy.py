@@ -16,6 +16,8 @@ Examples are PoseNet's poses on frames of the shared videos and photos that were
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import statistics
 import sys
@@ -38,23 +40,55 @@ from piposer.types import Frame, Pose  # noqa: E402
 DATA = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared")) / "data"
 
 # (label, file under data/, frames (first, last, step) or None for a photo, who): `who` is "largest",
-# or "left"/"right" of the two largest people. Labelled by looking at the frames:
+# "left"/"right" of the two largest people, or "annotation ID" (the detected pose best overlapping that
+# ground-truth person of a photo). Labelled by looking at the frames and at crops of every annotated person:
 #  room_single.avi (NTU A001 "drink water"): 0-30 she stands, cup held at the waist; 45-100 cup at her mouth.
 #  room_pair.mp4: 0-20 both stand, arms down; 28-40 both reach out for a handshake (then they hug: not labelled).
 #  street_multi.avi: 0-110 the woman in front holds a sign up above her head with one raised arm.
-#  coco_dev 000000040083.jpg: the two men sitting on stools; tflite image2.jpeg and coco 000000109313.jpg: standing men.
+#  coco_dev / pose_extra photos: people standing upright (a man in a white shirt and an umpire at a ball
+#  game, a man in a green shirt, wedding guests, a chef and a robed man seen from behind, a woman walking
+#  past a mirror, two men at a market stall, a coach in a suit, two women in coats); sitting (two men on
+#  stools, a motorcyclist, two motocross riders, two men at a desk and a go board, seven wheelchair
+#  dancers); arms out wide (a skateboarder in the air, a footballer); an arm up (a boy holding an umbrella
+#  above his head, a surfer); a hand at the mouth (a man eating cake). Not labelled: skiers, ball players
+#  mid-action, hugging dancers, people cut off by the frame.
 LABELLED = [
     ("standing", "video/room_single.avi", (0, 30, 2), "largest"),
     ("standing", "video/room_pair.mp4", (0, 20, 2), "left"),
     ("standing", "video/room_pair.mp4", (0, 20, 2), "right"),
     ("standing", "tflite_pose_testdata/image2.jpeg", None, "largest"),
-    ("standing", "coco_dev/images/000000109313.jpg", None, "largest"),
     ("hand_to_mouth", "video/room_single.avi", (45, 100, 2), "largest"),
     ("arm_up", "video/street_multi.avi", (0, 110, 3), "largest"),
     ("reaching", "video/room_pair.mp4", (28, 40, 1), "left"),
     ("reaching", "video/room_pair.mp4", (28, 40, 1), "right"),
-    ("sitting", "coco_dev/images/000000040083.jpg", None, "left"),
-    ("sitting", "coco_dev/images/000000040083.jpg", None, "right"),
+    ("standing", "coco_dev/images/000000196141.jpg", None, "annotation 488308"),
+    ("standing", "coco_dev/images/000000196141.jpg", None, "annotation 1724673"),
+    ("standing", "coco_dev/images/000000109313.jpg", None, "annotation 201384"),
+    ("standing", "coco_dev/images/000000350679.jpg", None, "annotation 495849"),
+    ("standing", "coco_dev/images/000000350679.jpg", None, "annotation 503696"),
+    ("standing", "coco_dev/images/000000397133.jpg", None, "annotation 200887"),
+    ("standing", "coco_dev/images/000000435206.jpg", None, "annotation 198481"),
+    ("standing", "pose_extra/images/ochuman_000817.jpg", None, "annotation 9000002"),
+    ("standing", "pose_extra/images/ochuman_000817.jpg", None, "annotation 9000003"),
+    ("standing", "pose_extra/images/crowdpose_103319.jpg", None, "annotation 9000009"),
+    ("standing", "pose_extra/images/crowdpose_103319.jpg", None, "annotation 9000010"),
+    ("standing", "pose_extra/images/aic_ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg", None, "annotation 9000018"),
+    ("standing", "pose_extra/images/aic_054d9ce9201beffc76e5ff2169d2af2f027002ca.jpg", None, "annotation 9000011"),
+    ("standing", "pose_extra/images/aic_054d9ce9201beffc76e5ff2169d2af2f027002ca.jpg", None, "annotation 9000013"),
+    ("sitting", "coco_dev/images/000000040083.jpg", None, "annotation 198196"),
+    ("sitting", "coco_dev/images/000000040083.jpg", None, "annotation 230195"),
+    ("sitting", "coco_dev/images/000000165518.jpg", None, "annotation 209396"),
+    ("sitting", "coco_dev/images/000000192699.jpg", None, "annotation 221722"),
+    ("sitting", "coco_dev/images/000000192699.jpg", None, "annotation 2163098"),
+    ("sitting", "pose_extra/images/aic_fa436c914fe4a8ec1ec5474af4d3820b84d17561.jpg", None, "annotation 9000015"),
+    ("sitting", "pose_extra/images/aic_fa436c914fe4a8ec1ec5474af4d3820b84d17561.jpg", None, "annotation 9000016"),
+    *[("sitting", "pose_extra/images/posetrack18_012834_mpii_test_000000.jpg", None, f"annotation {a}")
+      for a in (9000020, 9000022, 9000024, 9000026, 9000028, 9000029, 9000030)],
+    ("arms_out", "coco_dev/images/000000349860.jpg", None, "annotation 488820"),
+    ("arms_out", "pose_extra/images/aic_ff945ae2e729f24eea992814639d59b3bdec8bd8.jpg", None, "annotation 9000019"),
+    ("arm_up", "coco_dev/images/000000181303.jpg", None, "annotation 460884"),
+    ("arm_up", "coco_dev/images/000000549055.jpg", None, "annotation 427472"),
+    ("hand_to_mouth", "pose_extra/images/crowdpose_106848.jpg", None, "annotation 9000008"),
 ]
 # which labels really occur in each video (the others count as false triggers there)
 DONE_IN = {"video/room_single.avi": {"standing", "hand_to_mouth"},
@@ -62,8 +96,29 @@ DONE_IN = {"video/room_single.avi": {"standing", "hand_to_mouth"},
            "video/street_multi.avi": {"standing", "arm_up"}}
 
 
+@functools.cache
+def annotation_boxes() -> dict[int, tuple[float, float, float, float]]:
+    """Ground-truth person boxes (x0, y0, x1, y1) of the photo datasets, by annotation id."""
+    boxes = {}
+    for dataset in ("coco_dev", "pose_extra"):
+        for a in json.loads((DATA / dataset / "person_keypoints.json").read_text())["annotations"]:
+            x, y, w, h = a["bbox"]
+            boxes[a["id"]] = (x, y, x + w, y + h)
+    return boxes
+
+
 def pick(poses: list[Pose], who: str) -> Pose | None:
-    """The labelled person: the largest pose, or the left/right one of the two largest."""
+    """The labelled person: the largest pose, the left/right one of the two largest, or the pose whose box
+    overlaps ground-truth annotation ID's box most (None below IoU 0.3: the model missed that person)."""
+    if who.startswith("annotation "):
+        x0, y0, x1, y1 = annotation_boxes()[int(who.split()[1])]
+
+        def iou(p: Pose) -> float:
+            b = p.box
+            inter = max(0.0, min(x1, b.x1) - max(x0, b.x0)) * max(0.0, min(y1, b.y1) - max(y0, b.y0))
+            return inter / ((x1 - x0) * (y1 - y0) + b.area - inter)
+        best = max(poses, key=iou, default=None)
+        return best if best is not None and iou(best) >= 0.3 else None
     poses = sorted(poses, key=lambda p: p.box.area, reverse=True)
     if who == "largest" or len(poses) < 2:
         return poses[0] if poses and who == "largest" else None

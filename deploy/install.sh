@@ -5,7 +5,7 @@
 #
 # Steps: apt packages -> code in /opt/piposer/src -> venv (--system-site-packages, so the apt-only
 # picamera2/libcamera bindings are importable) -> model -> /etc/piposer/config.toml (kept if present)
-# -> service user -> systemd unit, enabled and (re)started.
+# -> web console password (printed once) -> service user -> systemd unit, enabled and (re)started.
 #
 # Switches (environment variables):
 #   PIPOSER_PREFIX=/some/dir   install below this root instead of / (the deploy test uses a temp dir)
@@ -107,6 +107,11 @@ install_config() {
     say "config -> $CONF_DIR/config.toml"
     install -m 0640 "$SRC_DIR/deploy/config.toml" "$CONF_DIR/config.toml"
   fi
+  # The web console's password: made up once, printed once, only its hash is kept.
+  if [ ! -f "$CONF_DIR/web-password" ]; then
+    say "web console password -> $CONF_DIR/web-password (change it with: sudo piposer web passwd)"
+    "$APP_DIR/venv/bin/piposer" web passwd --random --file "$CONF_DIR/web-password"
+  fi
   say "checking the config"
   "$APP_DIR/venv/bin/python" -c 'import sys; from pathlib import Path; from piposer import config; config.load(Path(sys.argv[1]))' \
     "$CONF_DIR/config.toml"
@@ -126,7 +131,7 @@ make_user() {
     fi
   done
   chown -R "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
-  chgrp "$SERVICE_USER" "$CONF_DIR/config.toml"
+  chgrp "$SERVICE_USER" "$CONF_DIR/config.toml" "$CONF_DIR/web-password"
 }
 
 install_unit() {

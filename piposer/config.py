@@ -86,11 +86,10 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     return value
 
 
-def read_toml(path: Path) -> dict:
-    """The TOML file as a dict; anything wrong with it (missing, unreadable, not UTF-8, not TOML) is a ConfigError naming it."""
+def read_text(path: Path) -> str:
+    """The config file's text; missing, unreadable or not UTF-8 is a ConfigError naming it."""
     try:
-        text = path.read_bytes().decode("utf-8")
-        return tomllib.loads(text)
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:
@@ -99,6 +98,12 @@ def read_toml(path: Path) -> dict:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
+def parse_toml(text: str, path: Path) -> dict:
+    """`text` (the contents of `path`) as a dict; TOML that cannot be parsed is a ConfigError naming the file."""
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {_one_line(exc)}") from None
     except RecursionError:
@@ -125,7 +130,7 @@ def as_dict(obj: Any, secret_keys: tuple[str, ...] = ("password",)) -> Any:
     if dataclasses.is_dataclass(obj):
         return {
             f.name: ("***" if f.name in secret_keys and getattr(obj, f.name) else as_dict(getattr(obj, f.name), secret_keys))
-            for f in dataclasses.fields(obj)
+            for f in dataclasses.fields(obj) if f.init
         }
     if isinstance(obj, (list, tuple)):
         return [as_dict(v, secret_keys) for v in obj]
@@ -165,17 +170,22 @@ class Config:
     outputs: list[OutputSettings] = field(default_factory=list)
     button: ButtonSettings | None = None
     poses: PoseSettings = field(default_factory=PoseSettings)
+    path: Path | None = field(default=None, init=False, compare=False)  # the file it was read from
 
 
-def load(path: Path | None, *, check_files: bool = True) -> Config:
+def load(path: Path | None, *, check_files: bool = True, text: str | None = None) -> Config:
     """Read and validate a config file (None: all defaults): types, ranges, the rules' references to outputs
-    and (`check_files`) that the files it names can be read. Every problem is a one-line ConfigError."""
-    data = read_toml(path) if path else {}
+    and (`check_files`) that the files it names can be read. Every problem is a one-line ConfigError.
+    `text` checks those contents as if they were the file's (the web console's edit, before it is saved)."""
+    if text is None and path:
+        text = read_text(path)
+    data = parse_toml(text, path) if path else {}
     where = f"config {path}" if path else "config"
     try:
         config = build(Config, data, "")
         check_wiring(config.rules, config.outputs, config.button)
         config.poses.resolve(path)
+        config.web.resolve(path)
         if check_files:
             _check_files(config)
             check_taught(config.rules, config.poses)
@@ -185,20 +195,22 @@ def load(path: Path | None, *, check_files: bool = True) -> Config:
         raise ConfigError(f"{where}: a value is nested too deeply") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a check that did not expect this value
         raise ConfigError(f"{where}: {_one_line(exc)}") from None
+    config.path = path
     return config
 
 
 def _check_files(config: Config) -> None:
     """The files `run` will open, checked now so `config check` finds them missing."""
-    mqtt = config.mqtt
-    if not mqtt.enabled:
-        return
-    if mqtt.password_file:
+    mqtt, web = config.mqtt, config.web
+    if mqtt.enabled and mqtt.password_file:
         try:
             mqtt.resolve_password()
         except PiposerError as exc:
             raise ConfigError(f"config: {exc}") from None
-    for key in ("tls_ca", "tls_cert", "tls_key"):
-        file = getattr(mqtt, key)
+    files = [f"mqtt.{key}" for key in ("tls_ca", "tls_cert", "tls_key") if mqtt.enabled]
+    files += [f"web.{key}" for key in ("password_file", "tls_cert", "tls_key") if web.enabled]
+    for key in files:
+        section, name = key.split(".")
+        file = getattr(getattr(config, section), name)
         if file and not (Path(file).expanduser().is_file() and os.access(Path(file).expanduser(), os.R_OK)):
-            raise ConfigError(f"config: mqtt.{key}: cannot read {file}")
+            raise ConfigError(f"config: {key}: cannot read {file}")

@@ -328,3 +328,4 @@ def test_hardware_model_and_console_url(tmp_path, monkeypatch):
     monkeypatch.setattr("socket.gethostname", lambda: "hall")
     assert console_url("0.0.0.0", 8080) == "http://hall.local:8080/"
     assert console_url("192.168.1.20", 9000) == "http://192.168.1.20:9000/"
+    assert console_url("::", 8443, "https") == "https://hall.local:8443/"

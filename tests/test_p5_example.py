@@ -16,7 +16,7 @@ import pytest
 from conftest import DATA
 from piposer import PoseNet
 from piposer.sinks.web_settings import WebSettings
-from piposer.sinks.websocket import WebSocketSink
+from piposer.sinks.websocket import WebSlice, WebSocketSink
 from piposer.sources import read_frame
 from test_websocket import free_port
 
@@ -41,7 +41,7 @@ def screenshot(url: str, width: int, height: int, path) -> np.ndarray:
 
 def test_the_p5_example_draws_the_streamed_skeletons(tmp_path, frame_and_poses):
     frame, poses = frame_and_poses
-    sink = WebSocketSink(WebSettings(enabled=True, port=free_port()), "posenet", log=lambda line: None)
+    sink = WebSocketSink(WebSlice(WebSettings(enabled=True, port=free_port())), log=lambda line: None)
     stop = threading.Event()
 
     def camera():  # a 20 fps appliance, as far as the page can tell
@@ -70,7 +70,7 @@ def test_the_p5_example_draws_the_streamed_skeletons(tmp_path, frame_and_poses):
 
 
 def test_p5_is_served_from_the_appliance_not_a_cdn():
-    sink = WebSocketSink(WebSettings(enabled=True, port=free_port()), "posenet", log=lambda line: None)
+    sink = WebSocketSink(WebSlice(WebSettings(enabled=True, port=free_port())), log=lambda line: None)
     try:
         page = urllib.request.urlopen(f"http://127.0.0.1:{sink.settings.port}/examples/p5").read().decode()
         library = urllib.request.urlopen(f"http://127.0.0.1:{sink.settings.port}/vendor/p5.min.js").read()

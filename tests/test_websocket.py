@@ -17,7 +17,7 @@ from piposer.errors import OutputError
 from piposer.runtime.controller import App
 from piposer.sinks.mqtt import MqttSettings
 from piposer.sinks.web_settings import WebSettings
-from piposer.sinks.websocket import WebSocketSink
+from piposer.sinks.websocket import WebSlice, WebSocketSink
 from test_app import make_config
 
 FRAMES = 20
@@ -119,7 +119,7 @@ def test_the_ml5_stream_has_ml5_posenet_shape(recorded):
 
 def test_origins_and_formats_are_checked():
     port = free_port()
-    sink = WebSocketSink(WebSettings(enabled=True, port=port, allow_origins=["http://laptop.local:8000"]), "posenet",
+    sink = WebSocketSink(WebSlice(WebSettings(enabled=True, port=port, allow_origins=["http://laptop.local:8000"])),
                          log=lambda line: None)
     try:
         refused = Watcher(f"ws://127.0.0.1:{port}/poses", {"Origin": "http://evil.example"})
@@ -141,7 +141,7 @@ def test_a_port_in_use_is_one_line_naming_it():
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(OutputError, match=f"web: cannot listen on 127.0.0.1:{port}: "):
-            WebSocketSink(WebSettings(enabled=True, port=port), "posenet", log=lambda line: None)
+            WebSocketSink(WebSlice(WebSettings(enabled=True, port=port)), log=lambda line: None)
 
 
 def own_address() -> str | None:
@@ -156,12 +156,12 @@ def own_address() -> str | None:
 
 
 @pytest.mark.parametrize("trusted", [False, True])
-def test_other_machines_need_a_trusted_network(trusted):
+def test_other_machines_need_a_login_or_a_trusted_network(trusted):
     address = own_address()
     if address is None:
         pytest.skip("this machine has no network address besides loopback")
     port = free_port()
-    sink = WebSocketSink(WebSettings(enabled=True, bind="0.0.0.0", port=port, trusted_network=trusted), "posenet",
+    sink = WebSocketSink(WebSlice(WebSettings(enabled=True, bind="0.0.0.0", port=port, trusted_network=trusted)),
                          log=lambda line: None)
     try:
         watcher = Watcher(f"ws://{address}:{port}/poses")
@@ -169,7 +169,7 @@ def test_other_machines_need_a_trusted_network(trusted):
         if trusted:
             assert watcher.error is None
         else:
-            assert isinstance(watcher.error, aiohttp.WSServerHandshakeError) and watcher.error.status == 403
+            assert isinstance(watcher.error, aiohttp.WSServerHandshakeError) and watcher.error.status == 401
         watcher.close()
     finally:
         sink.close()

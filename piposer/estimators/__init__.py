@@ -127,7 +127,12 @@ def create(config, running_mode: str | None = None, store: ModelStore | None = N
         settings = config.blazepose
         if running_mode:
             settings = dataclasses.replace(settings, running_mode=running_mode)
-        return BlazePoseEstimator(config.model, settings, store)
+        proposer = None
+        if settings.person_detector != "blazepose":
+            from .topdown import build_proposer
+
+            proposer = build_proposer(config, settings.person_detector, store)
+        return BlazePoseEstimator(config.model, settings, store, proposer)
     if family == "movenet":
         from .movenet import MoveNetEstimator
 

@@ -188,6 +188,8 @@ class App:
         data["model"] = getattr(estimator, "model_name", None)
         data["estimator_ms"] = {k: round(v * 1000, 2) for k, v in getattr(estimator, "timings", {}).items()}
         data["source"] = self.pipeline.source.stats() if self.pipeline and self.pipeline.source else {}
+        states = {sink.name: sink.state() for sink in (self.pipeline.sinks if self.pipeline else [])}
+        data["sinks"] = {name: state for name, state in states.items() if state is not None}
         return data
 
     def publish_stats(self) -> None:
@@ -253,7 +255,8 @@ class App:
         from ..estimators import create, settings_of
 
         pipeline, old = self.pipeline, self.config
-        stages = self._stages(config) if config.poses != old.poses else None  # first: a bad poses file changes nothing
+        # first: a bad poses file changes nothing; a file taught since the last start (console) starts the classifier
+        stages = self._stages(config) if config.poses != old.poses or not pipeline.stages else None
         estimator = create(config, store=self.store) if settings_of(config) != settings_of(old) else None
         source = None
         try:

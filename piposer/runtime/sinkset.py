@@ -63,7 +63,7 @@ def _mqtt(config):
         count_hold=config.tracking.count_hold, zones=tuple(named_zones(config.rules)),
         rules=tuple(rule.name for rule in config.rules), gestures=gestures,
         keypoint_threshold=config.model.keypoint_threshold, pose_threshold=config.loop.min_pose_score,
-        configuration_url=console_url(config.web.bind, config.web.port) if config.web.enabled else None,
+        configuration_url=console_url(config.web.bind, config.web.port, config.web.scheme) if config.web.enabled else None,
         mirrored=config.model.flip_horizontal,
     )
 
@@ -104,14 +104,18 @@ def _build_osc(app: App, settings) -> Sink:
 
 
 def _web(config):
-    return (config.web, config.model.name, config.model.keypoint_threshold) if config.web.enabled else None
+    from ..sinks.websocket import WebSlice
+
+    if not config.web.enabled:
+        return None
+    return WebSlice(config.web, config.model.name, config.model.keypoint_threshold, config.rules,
+                    [o.name for o in config.outputs], config.path, config.model.flip_horizontal, config.poses.file)
 
 
 def _build_web(app: App, settings) -> Sink:
     from ..sinks.websocket import WebSocketSink
 
-    web, model_name, threshold = settings
-    return WebSocketSink(web, model_name, keypoint_threshold=threshold, log=app.log)
+    return WebSocketSink(settings, on_request=app.command, stats=app.stats_dict, log=app.log)
 
 
 # GPIO first (closest to real time, and its final `falling` events still go out over MQTT on close), then MQTT.

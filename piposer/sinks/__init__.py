@@ -35,6 +35,10 @@ class Sink:
     def on_stats(self, stats: dict) -> None:
         """The periodic loop statistics."""
 
+    def state(self) -> dict | None:
+        """What an operator should see about this sink in the stats (e.g. MQTT's connection), or None."""
+        return None
+
     def healthy(self) -> bool:
         """False once a worker thread the sink depends on has died: the controller then exits cleanly, so
         systemd restarts the service."""

@@ -217,6 +217,24 @@ def write_bytes(target: Path, data: bytes, overwrite: bool | None = None) -> Pat
         return f.commit()
 
 
+def replace_text(target: Path, text: str, new_mode: int = 0o640) -> Path:
+    """Replace (or create) a settings file atomically, keeping an existing file's mode, owner and group
+    (so `sudo` editing a file the service reads leaves it readable); a new one gets `new_mode`."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    with AtomicFile(target, overwrite=True) as f:
+        try:
+            f.path.write_text(text, encoding="utf-8")
+            os.chmod(f.path, st.st_mode & 0o7777 if st else new_mode)
+            if st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+                os.chown(f.path, st.st_uid, st.st_gid)
+        except OSError as exc:
+            raise f.fail(exc) from exc
+        return f.commit()
+
+
 def write_image(target: Path, image: np.ndarray, overwrite: bool | None = None) -> Path:
     ok, buf = cv2.imencode(target.suffix or ".jpg", image)
     if not ok:

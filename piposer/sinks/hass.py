@@ -33,7 +33,7 @@ def hardware_model(path: Path = DEVICE_TREE_MODEL) -> str:
         return platform.machine() or "unknown"
 
 
-def console_url(bind: str, port: int) -> str:
+def console_url(bind: str, port: int, scheme: str = "http") -> str:
     """The web console's address as another machine on the network would type it: the bound address,
     or for "0.0.0.0" / "::" (every interface) the host's mDNS name (`<hostname>.local`)."""
     host = bind
@@ -42,7 +42,7 @@ def console_url(bind: str, port: int) -> str:
         host = name if "." in name else f"{name}.local"
     elif ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/"
+    return f"{scheme}://{host}:{port}/"
 
 
 def discovery_configs(settings: MqttSettings, setup: MqttSetup) -> dict[str, dict]:

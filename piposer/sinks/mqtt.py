@@ -205,6 +205,10 @@ class MqttSink(Sink):
     def on_stats(self, stats: dict) -> None:
         self.publish_stats(stats)
 
+    def state(self) -> dict:
+        s = self.settings
+        return {"broker": f"{s.host}:{s.port}", "connected": self.connected.is_set(), "last_error": self.last_error}
+
     def pause(self, reason: str) -> None:
         """Nobody is detected while paused: one empty frame and `state` with status "paused", so nothing keeps
         showing who was there, and Home Assistant shows the presence entities as unavailable, not empty."""

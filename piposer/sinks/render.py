@@ -47,3 +47,24 @@ def draw(image: np.ndarray, poses: list[Pose], overlay: frozenset[str], mirrored
                 cv2.circle(out, tuple(point), 3 * scale, (255, 255, 255), -1, cv2.LINE_AA)
                 cv2.circle(out, tuple(point), 3 * scale, color, 1, cv2.LINE_AA)
     return out
+
+
+ZONE, ZONE_ACTIVE = (0, 220, 255), (0, 0, 255)  # BGR: amber while the rule is idle, red while it is active
+
+
+def draw_zones(image: np.ndarray, zones: list[tuple[str, np.ndarray]], active: set[str]) -> np.ndarray:
+    """Draw rule zones onto the BGR image in place: (rule name, normalized (n, 2) outline) pairs, outlined
+    and labelled, filled translucent while the rule is in `active`."""
+    h, w = image.shape[:2]
+    scale = max(1, round(max(h, w) / 640))
+    for name, outline in zones:
+        points = np.round(outline * (w - 1, h - 1)).astype(np.int32)
+        color = ZONE_ACTIVE if name in active else ZONE
+        if name in active:
+            tint = image.copy()
+            cv2.fillPoly(tint, [points], color)
+            cv2.addWeighted(tint, 0.25, image, 0.75, 0, dst=image)
+        cv2.polylines(image, [points], True, color, 2 * scale, cv2.LINE_AA)
+        x, y = points.min(axis=0)
+        cv2.putText(image, name, (int(x) + 4, int(y) + 16 * scale), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, color, scale)
+    return image

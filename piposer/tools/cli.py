@@ -282,6 +282,35 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_web(args) -> int:
+    """`piposer web passwd`: set the console's password (typed twice, one line on stdin, or --random)."""
+    import getpass
+    import secrets
+
+    from .. import config
+    from ..sinks.files import replace_text
+    from ..web.auth import hash_password
+
+    target = args.file or config.load(config.config_file(args.config), check_files=False).web.password_file
+    if not target:
+        raise PiposerError("web passwd: no password file: give --file or set [web] password_file in the config")
+    if args.random:
+        password = secrets.token_urlsafe(12)
+    elif sys.stdin.isatty():
+        password = getpass.getpass("new web console password: ")
+        if getpass.getpass("again: ") != password:
+            raise PiposerError("web passwd: the two passwords differ; nothing changed")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise PiposerError("web passwd: the password must have at least 8 characters; nothing changed")
+    replace_text(Path(target).expanduser(), hash_password(password) + "\n")
+    if args.random:
+        print(f"web console password (shown only now): {password}")
+    print(f"password hash written to {target}; a running piposer uses it at the next login")
+    return 0
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -351,6 +380,11 @@ def parser() -> argparse.ArgumentParser:
 
     c = command("config", cmd_config, "check or show the configuration (secrets masked)", model=False)
     c.add_argument("action", choices=("check", "show"))
+
+    c = command("web", cmd_web, "set the web console's password", model=False)
+    c.add_argument("action", choices=("passwd",))
+    c.add_argument("--file", help="password file (default: [web] password_file of the config)")
+    c.add_argument("--random", action="store_true", help="make up a random password and print it once")
     return p
 
 
