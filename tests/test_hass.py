@@ -110,6 +110,7 @@ def test_discovery_configs_are_exact(broker, make_sink):
         f"{p}/binary_sensor/hall/zone_wave_1/config", f"{p}/sensor/hall/zone_wave_1_people/config",
         f"{p}/binary_sensor/hall/zone_wave_2/config", f"{p}/sensor/hall/zone_wave_2_people/config",
         f"{p}/binary_sensor/hall/rule_door/config", f"{p}/binary_sensor/hall/rule_wave/config",
+        f"{p}/event/hall/rule_door_edge/config", f"{p}/event/hall/rule_wave_edge/config", f"{p}/event/hall/pose/config",
         *(f"{p}/sensor/hall/{name}/config" for name in
           ("fps", "inference", "latency", "cpu_temperature", "dropped", "uptime", "memory")),
         f"{p}/binary_sensor/hall/source/config",
@@ -142,6 +143,13 @@ def test_discovery_configs_are_exact(broker, make_sink):
     assert got[f"{p}/binary_sensor/hall/rule_wave/config"] == entity(
         "rule_wave", live=True, name="Rule wave", icon="mdi:gesture", state_topic="piposer/hall/rules",
         value_template="{{ 'ON' if value_json.get(\"wave\") else 'OFF' }}")
+    assert got[f"{p}/event/hall/rule_door_edge/config"] == entity(
+        "rule_door_edge", name="Rule door edge", icon="mdi:gesture", state_topic="piposer/hall/events",
+        event_types=["rising", "falling"],
+        value_template="{% if value_json.get('event') == 'rule' and value_json.get('rule') == \"door\" %}"
+                       '{"event_type": "{{ value_json.edge }}", "person": {{ value_json.get("person") | tojson }}}'
+                       "{% endif %}")
+    assert got[f"{p}/event/hall/pose/config"]["event_types"] == ["arms_up"]
     assert got[f"{p}/sensor/hall/cpu_temperature/config"] == entity(
         "cpu_temperature", name="CPU temperature", entity_category="diagnostic", state_topic="piposer/hall/stats",
         value_template="{{ value_json.cpu_temp_c }}", state_class="measurement", unit_of_measurement="°C",
@@ -231,6 +239,7 @@ def test_a_deleted_or_renamed_zone_or_rule_is_removed_from_home_assistant(broker
     assert [t for t in gone if "wave" in t or "entry" in t] == sorted(
         f"homeassistant/{kind}/hall/{name}/config" for kind, name in [
             ("binary_sensor", "rule_wave"), ("binary_sensor", "rule_entry"),
+            ("event", "rule_wave_edge"), ("event", "rule_entry_edge"),
             *((c, f"zone_{z}{s}") for z in ("wave_1", "wave_2", "entry") for c, s in
               (("binary_sensor", ""), ("sensor", "_people"))),
             *(("device_automation", f"rule_{r}_{e}") for r in ("wave", "entry") for e in ("rising", "falling")),
@@ -246,7 +255,7 @@ def test_two_devices_on_one_broker_never_collide(broker, make_sink):
         sub.wait_for("homeassistant/sensor/hall/memory/config")
         time.sleep(0.2)
         hall, kitchen = configs(sub, "hall"), configs(sub, "kitchen")
-    assert len(hall) == len(kitchen) == 28
+    assert len(hall) == len(kitchen) == 30
     assert {t.replace("/hall/", "/kitchen/") for t in hall} == set(kitchen)
     for key in ("unique_id", "object_id", "state_topic", "command_topic"):
         ours = {c[key] for c in hall.values() if key in c}

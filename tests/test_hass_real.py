@@ -94,6 +94,7 @@ def test_piposer_is_a_device_in_a_real_home_assistant(tmp_path):
             hass.wait_state("number.piposer_hass_keypoint_threshold", "0.45")
 
             # the switch pauses piposer; presence is then unavailable, not "nobody here"
+            edge_before = hass.state("event.piposer_hass_rule_room_edge")["state"]
             hass.call("switch", "turn_off", entity_id="switch.piposer_hass_detection")
             sub.wait_for("piposer/hass/events", where=lambda m: m.json()["event"] == "paused", timeout=10)
             hass.wait_state("switch.piposer_hass_detection", "off")
@@ -102,6 +103,16 @@ def test_piposer_is_a_device_in_a_real_home_assistant(tmp_path):
             hass.call("switch", "turn_on", entity_id="switch.piposer_hass_detection")
             hass.wait_state("switch.piposer_hass_detection", "on")
             hass.wait_state("binary_sensor.piposer_hass_presence", "on")
+            # the rule fell with the pause and rose again: the event entity saw both, and nothing else
+            edge = hass.state("event.piposer_hass_rule_room_edge")
+            deadline = time.monotonic() + 20
+            while (edge["state"] == edge_before or edge["attributes"]["event_type"] != "rising") \
+                    and time.monotonic() < deadline:
+                time.sleep(0.2)
+                edge = hass.state("event.piposer_hass_rule_room_edge")
+            assert edge["attributes"]["event_type"] == "rising" and edge["attributes"]["person"] is None
+            assert edge["attributes"]["event_types"] == ["rising", "falling"]
+            assert hass.state("event.piposer_hass_rule_ceiling_edge")["state"] == "unknown"  # never fired
 
             # the button takes a snapshot; the image entity shows an annotated picture
             before = hass.state("image.piposer_hass_snapshot")["state"]
@@ -129,6 +140,7 @@ def test_piposer_is_a_device_in_a_real_home_assistant(tmp_path):
                 time.sleep(0.1)
             assert hass.state("binary_sensor.piposer_hass_rule_ceiling") is None
             assert hass.state("sensor.piposer_hass_zone_ceiling_people") is None
+            assert hass.state("event.piposer_hass_rule_ceiling_edge") is None
             assert seen <= {"on"}
             assert hass.state("binary_sensor.piposer_hass_zone_room")["state"] == "on"
 

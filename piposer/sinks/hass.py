@@ -139,6 +139,23 @@ def _entities(base: str, settings: MqttSettings, setup: MqttSetup) -> dict[tuple
             "name": f"Rule {rule}", "icon": "mdi:gesture", "live": True, "state_topic": f"{base}/rules",
             "value_template": f"{{{{ 'ON' if value_json.get({json.dumps(rule)}) else 'OFF' }}}}",
         }
+    # event entities: each renders nothing (ignored by Home Assistant) for the other messages on `events`
+    person = '"person": {{ value_json.get("person") | tojson }}'
+    for rule in setup.rules:
+        entities[("event", f"rule_{rule}_edge")] = {
+            "name": f"Rule {rule} edge", "icon": "mdi:gesture", "state_topic": f"{base}/events",
+            "event_types": ["rising", "falling"],
+            "value_template": f"{{% if value_json.get('event') == 'rule' and value_json.get('rule') == {json.dumps(rule)} %}}"
+                              f'{{"event_type": "{{{{ value_json.edge }}}}", {person}}}{{% endif %}}',
+        }
+    if setup.gestures:
+        entities[("event", "pose")] = {
+            "name": "Pose", "icon": "mdi:human-handsup", "state_topic": f"{base}/events",
+            "event_types": list(setup.gestures),
+            "value_template": f"{{% if value_json.get('event') == 'pose' and value_json.get('label') in "
+                              f"{json.dumps(list(setup.gestures))} %}}"
+                              f'{{"event_type": "{{{{ value_json.label }}}}", {person}}}{{% endif %}}',
+        }
     stats = f"{base}/stats"
     for object_id, name, template, extra in (
         ("fps", "Frame rate", "value_json.fps", {"unit_of_measurement": "fps"}),
