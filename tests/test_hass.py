@@ -338,3 +338,16 @@ def test_hardware_model_and_console_url(tmp_path, monkeypatch):
     assert console_url("0.0.0.0", 8080) == "http://hall.local:8080/"
     assert console_url("192.168.1.20", 9000) == "http://192.168.1.20:9000/"
     assert console_url("::", 8443, "https") == "https://hall.local:8443/"
+
+
+def test_a_forged_discovery_list_empties_nothing_of_another_device(broker, make_sink):
+    with Subscriber(broker, "homeassistant/#") as sub:
+        make_sink("kitchen")
+        sub.wait_for("homeassistant/sensor/kitchen/people/config")
+        sub.publish("piposer/hall/discovery", '["homeassistant/sensor/kitchen/people/config", 7, "x"]', retain=True)
+        make_sink("hall")
+        sub.wait_for("homeassistant/sensor/hall/people/config")
+        sub.publish("piposer/hall/discovery", '{"not": "a list"}')
+        time.sleep(0.3)
+        assert configs(sub, "kitchen")["homeassistant/sensor/kitchen/people/config"]["name"] == "People"
+        assert all(c is not None for c in configs(sub, "hall").values())

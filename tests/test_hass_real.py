@@ -18,7 +18,7 @@ from conftest import DATA, ROOT
 from hass_core import READY_MARK, VENV, HomeAssistant
 
 pytestmark = pytest.mark.skipif(
-    not READY_MARK.exists(), reason=f"no Home Assistant venv at {VENV}: `make test-hass` builds it (about 12 min)")
+    not READY_MARK.exists(), reason=f"no Home Assistant venv at {VENV}: `make test` or `make test-hass` builds it (about 12 min)")
 
 VIDEO = DATA / "video" / "room_pair.mp4"
 # what this bare core install logs whatever it is fed: no pip, no zlib-ng, no libturbojpeg

@@ -187,14 +187,15 @@ class MqttSink(Sink):
                 self._active.add(key)
             else:
                 self._active.discard(key)
-            self._publish_rules()
+            self._set("rules", "_rules", self._rule_states())
         elif event.kind == EventKind.THRESHOLDS:
             fields = {k: event.fields[k] for k in ("keypoint_threshold", "pose_threshold") if k in event.fields}
             self._set("controls", "_controls", {**self._controls, **fields})
 
-    def _publish_rules(self) -> None:
+    def _rule_states(self) -> dict[str, bool]:
+        """Each configured rule: whether it is active for anyone."""
         active = {rule for rule, _ in self._active}
-        self._set("rules", "_rules", {rule: rule in active for rule in self.setup.rules})
+        return {rule: rule in active for rule in self.setup.rules}
 
     def _set(self, topic: str, attribute: str, value: dict) -> None:
         """Remember `value` as the retained `topic`'s content and queue it when it changed."""
@@ -251,7 +252,7 @@ class MqttSink(Sink):
         self._active = {(rule, person) for rule, person in self._active if rule in self.setup.rules}
         self._zones.hold = self.setup.count_hold
         self._zone_counts = {z.name: self._zone_counts.get(z.name, 0) for z in self._zones.zones}
-        self._rules = {rule: any(r == rule for r, _ in self._active) for rule in self.setup.rules}
+        self._rules = self._rule_states()
         self._controls = {"detection": "off" if self._paused else "on",
                           "keypoint_threshold": self.setup.keypoint_threshold,
                           "pose_threshold": self.setup.pose_threshold}
@@ -478,6 +479,8 @@ class MqttSink(Sink):
         try:
             listed = json.loads(payload) if payload else []
         except ValueError:
+            listed = []
+        if not isinstance(listed, list):
             listed = []
         prefix, node = self.settings.discovery_prefix, node_id(self.settings.device)
         ours = {t for t in listed if isinstance(t, str) and t.startswith(f"{prefix}/") and t.split("/")[-3:-2] == [node]}
