@@ -125,6 +125,9 @@ def test_discovery_configs():
     assert presence["availability_topic"] == "piposer/hall.pi/availability"
     assert presence["unique_id"] == "piposer_hall_pi_presence"
     assert presence["device"]["identifiers"] == ["piposer_hall_pi"]
+    assert "suggested_area" not in presence["device"]
+    placed = discovery_configs("homeassistant", "piposer/hall.pi", "hall.pi", "posenet", 10, location="Hall")
+    assert {c["device"]["suggested_area"] for c in placed.values()} == {"Hall"}
     assert configs["homeassistant/sensor/hall_pi/fps/config"]["expire_after"] == 30
     assert node_id("a b/c+d") == "a_b_c_d"
 

@@ -17,9 +17,10 @@ def node_id(device_id: str) -> str:
 
 
 def discovery_configs(
-    discovery_prefix: str, base_topic: str, device_id: str, model_name: str, stats_interval: float
+    discovery_prefix: str, base_topic: str, device_id: str, model_name: str, stats_interval: float, location: str = ""
 ) -> dict[str, dict]:
-    """Discovery topic -> config payload for the presence binary_sensor and the people-count and fps sensors."""
+    """Discovery topic -> config payload for the presence binary_sensor and the people-count and fps sensors;
+    `location` (a room) becomes the device's suggested area, so Home Assistant files it there."""
     node = node_id(device_id)
     common = {
         "availability_topic": f"{base_topic}/availability",
@@ -31,6 +32,7 @@ def discovery_configs(
             "manufacturer": "piposer",
             "model": model_name,
             "sw_version": __version__,
+            **({"suggested_area": location} if location else {}),
         },
     }
     entities = {

@@ -331,7 +331,8 @@ class MqttSink(Sink):
 
     def _announce(self) -> None:
         s = self.settings
-        configs = discovery_configs(s.discovery_prefix, s.base_topic, s.device, self.model_name, self.stats_interval)
+        configs = discovery_configs(s.discovery_prefix, s.base_topic, s.device, self.model_name, self.stats_interval,
+                                    s.location)
         for topic, config in configs.items():
             self._outbox.put_latest(Message(topic, encode(config), 1, True))
 

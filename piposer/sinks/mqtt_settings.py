@@ -24,6 +24,7 @@ class MqttSettings:
     port: int = 1883
     prefix: str = "piposer"
     device_id: str = ""  # empty: the hostname
+    location: str = ""  # the room: Home Assistant's suggested area for the device
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     password_file: str | None = None
