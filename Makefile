@@ -97,9 +97,10 @@ else
 endif
 
 # The emulated Pi (deploy/emulated-pi/): an arm64 Debian root booted with systemd-nspawn, `make deploy`
-# into it, the service under its systemd, and fleets of two. Needs root; the first run builds the root.
+# into it, the service under its systemd, and fleets of two. Needs root; the first run builds the root
+# (cached in /var/cache/piposer-arm64). Timings: BENCHMARKS.md, "The emulated Pi".
 test-arm64: venv test-deps
-	PIPOSER_ARM64=1 $(PY) -m pytest -q -s tests/test_arm64.py
+	PIPOSER_ARM64=1 $(PY) -m pytest -q -s -o timeout=1800 tests/test_arm64.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -22,7 +22,10 @@ start() {
   local cache run log
   cache="$(bash "$HERE/build.sh")"
   run="$RUN_ROOT/$NAME"
-  [ ! -e "$run/pid" ] || fail "already running (pid $(cat "$run/pid")); stop it first"
+  if [ -e "$run/pid" ]; then
+    kill -0 "$(cat "$run/pid")" 2>/dev/null && fail "already running (pid $(cat "$run/pid")); stop it first"
+    stop  # left over from a run that was killed: its overlay is still mounted
+  fi
   mkdir -p "$run/upper" "$run/work" "$run/root" "$cache/pip-cache" "$cache/apt-archives/partial"
   mount -t overlay overlay -o "lowerdir=$cache/root,upperdir=$run/upper,workdir=$run/work" "$run/root" \
     || fail "cannot mount an overlay over $cache/root"
