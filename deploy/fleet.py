@@ -164,6 +164,7 @@ def deploy(host: Host, logs: Path, make: str) -> Result:
         args.append(f"SSH_OPTS={host.ssh_opts}")
     if host.config is not None:
         config = logs / f"{stem}.config.toml"
+        config.touch(mode=0o600)  # it may hold a password; rsync keeps the mode on the Pi
         config.write_text(f"# written by `make deploy FLEET=...` for {host.name}: edit the inventory, not this file\n\n"
                           + toml_text(host.config))
         args.append(f"DEPLOY_CONFIG={config}")

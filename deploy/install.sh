@@ -64,7 +64,7 @@ copy_code() {
   mkdir -p "$APP_DIR/src"
   rsync -a --delete --exclude .git --exclude .venv --exclude '.bench-venv' --exclude '__pycache__' \
     --exclude '*.egg-info' --exclude .pytest_cache --exclude .hypothesis --exclude out \
-    "$SRC_DIR/" "$APP_DIR/src/"
+    --exclude deploy/host-config.toml "$SRC_DIR/" "$APP_DIR/src/"
 }
 
 make_venv() {

@@ -181,6 +181,9 @@ ssh_opts = "-p {free_port()} -o BatchMode=yes -o ConnectTimeout=5"
     assert (hall.source.source, hall.loop.max_fps) == ("auto", 5)
     for prefix in ("kitchen", "hall"):
         assert (tmp_path / prefix / "opt/piposer/venv/bin/piposer").is_file()
+        # the per-host config (it may hold a password) is not left in the installed code, nor readable by others
+        assert not (tmp_path / prefix / "opt/piposer/src/deploy/host-config.toml").exists()
+        assert (tmp_path / f"src-{prefix}/deploy/host-config.toml").stat().st_mode & 0o077 == 0
 
 
 def test_fleet_rejects_a_bad_inventory_naming_the_key(tmp_path):
