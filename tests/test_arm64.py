@@ -259,4 +259,7 @@ location = "Hall"
             assert presence["state_topic"] == f"piposer/{device}/state"
     for box, device in ((pi, "kitchen"), (second_pi, "hall-door")):
         assert f'device_id = "{device}"' in box.ssh("sudo cat /etc/piposer/config.toml")
-        assert box.unit("ActiveState")["ActiveState"] == "active"
+        # two emulated services and a pip install on two shared cores: a frame can take longer than the
+        # watchdog allows, and systemd then restarts the service, as it should; it must come back
+        state = box.wait_unit(300, ActiveState="active", SubState="running")
+        print(f"\n[arm64] {device}: running, {state['NRestarts']} restarts since the fleet deploy")
