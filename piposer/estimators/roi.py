@@ -93,12 +93,26 @@ def crop(image: np.ndarray, roi: Roi, input_size: int, mirror: bool = False,
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border, borderValue=0)
 
 
+def mirrored(roi: Roi, width: int, input_size: int) -> Roi:
+    """The upright ROI of a horizontally mirrored `width`-wide image as a ROI of the image itself: its crop,
+    flipped left to right, is the mirrored image's crop pixel for pixel."""
+    return Roi(width - 1 - roi.cx + roi.size / input_size, roi.cy, roi.size, roi.rotation)
+
+
 def shrink(image: np.ndarray, roi: Roi, input_size: int) -> tuple[np.ndarray, Roi]:
-    """Halve the image (Gaussian pyramid: cheap, no aliasing) while the ROI is over twice `input_size`, and the
-    ROI with it, so the bilinear crop after it never skips pixels."""
+    """The part of the image an upright ROI covers, halved by 2x2 pixel averaging while the ROI is over twice
+    `input_size`, and the ROI in that part's pixels: the bilinear crop after it never skips pixels, and work
+    follows the ROI's area, not the frame's (a 2x2 mean is OpenCV's fastest downscale, faster than a pyramid)."""
+    if roi.rotation:
+        return image, roi
     while roi.size > 2 * input_size and min(image.shape[:2]) > 1:
-        image = cv2.pyrDown(image)
-        roi = Roi(roi.cx / 2, roi.cy / 2, roi.size / 2, roi.rotation)
+        half = roi.size / 2
+        x0, y0 = max(0, math.floor(roi.cx - half)), max(0, math.floor(roi.cy - half))
+        x1, y1 = min(image.shape[1], math.ceil(roi.cx + half) + 2), min(image.shape[0], math.ceil(roi.cy + half) + 2)
+        x1, y1 = x0 + max(2, (x1 - x0) // 2 * 2), y0 + max(2, (y1 - y0) // 2 * 2)
+        part = image[y0:y1, x0:x1]
+        image = cv2.resize(part, (part.shape[1] // 2, part.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        roi = Roi((roi.cx - x0 - 0.5) / 2, (roi.cy - y0 - 0.5) / 2, roi.size / 2)  # pixel i of the half: 2i + 0.5
     return image, roi
 
 
