@@ -94,7 +94,7 @@ class MoveNetEstimator(BaseEstimator):
         people = output.reshape(-1, 51 if self.single else ROW)
         points = people[:, :51].reshape(-1, 17, 3)
         xy = region.project(points[:, :, 1::-1].reshape(-1, 2) * self.side, self.side).reshape(-1, 17, 2)
-        scores = points[:, :, 2].mean(axis=1) if self.single else people[:, -1]
+        scores = points[:, :, 2].sum(axis=1) / 17 if self.single else people[:, -1]
         if self.single and self.settings.running_mode == "video":
             self.region = next_crop_region(xy[0], points[0, :, 2], frame.width, frame.height)
         size = (frame.width, frame.height)

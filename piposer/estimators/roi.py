@@ -29,11 +29,10 @@ class Roi:
 
     def to_image(self, input_size: int) -> np.ndarray:
         """The 2x3 affine matrix from model-input pixels (0..input_size) to image pixels."""
-        c, s = math.cos(self.rotation), math.sin(self.rotation)
         k = self.size / input_size
-        linear = np.array([[c, -s], [s, c]]) * k
-        offset = np.array([self.cx, self.cy]) - linear @ np.full(2, input_size / 2)
-        return np.hstack([linear, offset[:, None]])
+        c, s = math.cos(self.rotation) * k, math.sin(self.rotation) * k
+        half = input_size / 2
+        return np.array([[c, -s, self.cx - (c - s) * half], [s, c, self.cy - (s + c) * half]])
 
     def project(self, points: np.ndarray, input_size: int) -> np.ndarray:
         """Model-input pixel positions (N, 2) to image pixels (N, 2)."""
