@@ -129,6 +129,7 @@ class Example:
 
 
 def piposer_side(name: str, threads: int, video: bool):
+    """piposer's estimator on the same file, at the example's pose threshold, every keypoint reported."""
     from piposer.estimators import ModelSettings
     from piposer.estimators.movenet import MoveNetEstimator
     from piposer.estimators.settings import MoveNetSettings

@@ -10,10 +10,10 @@ from piposer.tools.cli import main
 
 COCO = DATA / "coco_dev" / "person_keypoints.json"
 POSE_FAMILIES = ("posenet", "movenet", "blazepose")
-MEASURED = {  # COCO AP on coco_dev, 2026-12-03 (BENCHMARKS.md; MoveNet after the 2x2-mean shrink)
+MEASURED = {  # COCO AP on coco_dev, 2026-12-03 (BENCHMARKS.md)
     "posenet": 0.228, "posenet-stride8": 0.268, "posenet-stride32": 0.197,
-    "posenet-coral-353x481": 0.312, "posenet-coral-481x641": 0.369, "movenet-multipose": 0.351,
-    "movenet-lightning": 0.111, "movenet-lightning-int8": 0.100, "movenet-thunder": 0.201,  # one person per photo
+    "posenet-coral-353x481": 0.312, "posenet-coral-481x641": 0.369, "movenet-multipose": 0.359,
+    "movenet-lightning": 0.111, "movenet-lightning-int8": 0.090, "movenet-thunder": 0.187,  # one person per photo
     "blazepose-lite": 0.144, "blazepose-full": 0.183, "blazepose-heavy": 0.200,
 }
 

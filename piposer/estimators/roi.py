@@ -99,9 +99,9 @@ def mirrored(roi: Roi, width: int, input_size: int) -> Roi:
 
 
 def shrink(image: np.ndarray, roi: Roi, input_size: int) -> tuple[np.ndarray, Roi]:
-    """The part of the image an upright ROI covers, halved by 2x2 pixel averaging while the ROI is over twice
-    `input_size`, and the ROI in that part's pixels: the bilinear crop after it never skips pixels, and work
-    follows the ROI's area, not the frame's (a 2x2 mean is OpenCV's fastest downscale, faster than a pyramid)."""
+    """The part of the image an upright ROI covers, halved by 2x2 pixel means while the ROI is over twice
+    `input_size`, and the ROI in that part's pixels: the bilinear crop after it never skips pixels, and the
+    work follows the ROI's area, not the frame's (bilinear at exactly half is that mean, OpenCV's fastest)."""
     if roi.rotation:
         return image, roi
     while roi.size > 2 * input_size and min(image.shape[:2]) > 1:
@@ -110,8 +110,11 @@ def shrink(image: np.ndarray, roi: Roi, input_size: int) -> tuple[np.ndarray, Ro
         x1, y1 = min(image.shape[1], math.ceil(roi.cx + half) + 2), min(image.shape[0], math.ceil(roi.cy + half) + 2)
         x1, y1 = x0 + max(2, (x1 - x0) // 2 * 2), y0 + max(2, (y1 - y0) // 2 * 2)
         part = image[y0:y1, x0:x1]
-        image = cv2.resize(part, (part.shape[1] // 2, part.shape[0] // 2), interpolation=cv2.INTER_AREA)
-        roi = Roi((roi.cx - x0 - 0.5) / 2, (roi.cy - y0 - 0.5) / 2, roi.size / 2)  # pixel i of the half: 2i + 0.5
+        if roi.size <= 4 * input_size:  # the last halving: a Gaussian pyramid step, pixel i of the half at 2i
+            image, shift = cv2.pyrDown(part), 0.0
+        else:  # bilinear at exactly half is the 2x2 mean, pixel i of the half at 2i + 0.5
+            image, shift = cv2.resize(part, (part.shape[1] // 2, part.shape[0] // 2), interpolation=cv2.INTER_LINEAR), 0.5
+        roi = Roi((roi.cx - x0 - shift) / 2, (roi.cy - y0 - shift) / 2, roi.size / 2)
     return image, roi
 
 
