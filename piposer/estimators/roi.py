@@ -99,9 +99,10 @@ def mirrored(roi: Roi, width: int, input_size: int) -> Roi:
 
 
 def shrink(image: np.ndarray, roi: Roi, input_size: int) -> tuple[np.ndarray, Roi]:
-    """The part of the image an upright ROI covers, halved by 2x2 pixel means while the ROI is over twice
-    `input_size`, and the ROI in that part's pixels: the bilinear crop after it never skips pixels, and the
-    work follows the ROI's area, not the frame's (bilinear at exactly half is that mean, OpenCV's fastest)."""
+    """The part of the image an upright ROI covers, halved while the ROI is over twice `input_size`, and the ROI
+    in that part's pixels: the bilinear crop after it never skips pixels, and the work follows the ROI's area,
+    not the frame's. Halvings are 2x2 means (OpenCV's fastest downscale) except the last, a Gaussian pyramid
+    step, whose smoother result keeps MoveNet's scores as they were (a box filter there cost a weak person 0.03)."""
     if roi.rotation:
         return image, roi
     while roi.size > 2 * input_size and min(image.shape[:2]) > 1:
@@ -113,7 +114,8 @@ def shrink(image: np.ndarray, roi: Roi, input_size: int) -> tuple[np.ndarray, Ro
         if roi.size <= 4 * input_size:  # the last halving: a Gaussian pyramid step, pixel i of the half at 2i
             image, shift = cv2.pyrDown(part), 0.0
         else:  # bilinear at exactly half is the 2x2 mean, pixel i of the half at 2i + 0.5
-            image, shift = cv2.resize(part, (part.shape[1] // 2, part.shape[0] // 2), interpolation=cv2.INTER_LINEAR), 0.5
+            image = cv2.resize(part, (part.shape[1] // 2, part.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
+            shift = 0.5
         roi = Roi((roi.cx - x0 - shift) / 2, (roi.cy - y0 - shift) / 2, roi.size / 2)
     return image, roi
 
