@@ -13,6 +13,8 @@ Keypoints of tracked poses are then smoothed per track (smoother.py) unless the 
 
 from __future__ import annotations
 
+from itertools import chain
+
 import lap
 import numpy as np
 
@@ -128,7 +130,9 @@ class Tracker:
         if not candidates:
             self.frames += 1
             return []
-        points = np.array([[(k.x, k.y, k.detected) for k in p.keypoints] for p in candidates], dtype=np.float64)
+        k = len(candidates[0].keypoints)
+        points = np.fromiter(chain.from_iterable((kp.x, kp.y, kp.detected) for p in candidates for kp in p.keypoints),
+                             np.float64, 3 * k * len(candidates)).reshape(len(candidates), k, 3)
         xy, seen = points[..., :2], points[..., 2] > 0
         boxes = box_rows(candidates)
         strong_rows = np.arange(len(strong))
