@@ -81,16 +81,16 @@ def serve_mediapipe(source: str, limit: int, complexity: str, video: bool) -> No
     pose.close()
 
 
-def lockstep(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
-    """Both sides over the same frames, alternating frame by frame so machine load hits both alike."""
-    from piposer.estimators import ModelSettings
-    from piposer.estimators.blazepose import BlazePoseEstimator, BlazePoseSettings
+def lockstep(python: Path, worker_args: list[str], estimator, source: str, limit: int, describe) -> dict:
+    """Both sides over the same frames, alternating frame by frame so machine load hits both alike.
+
+    `worker_args` start this script's (or a sibling's) MediaPipe worker; `describe` turns piposer's poses of
+    a frame into what the worker answers with, for comparing.
+    """
     from piposer.types import Frame
 
-    estimator = BlazePoseEstimator(ModelSettings(name=f"blazepose-{complexity}", num_threads=threads),
-                                   BlazePoseSettings(running_mode="video" if video else "image"))
-    worker = subprocess.Popen([str(python), __file__, "--worker", source, str(limit), complexity, str(int(video))],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    worker = subprocess.Popen([str(python), *worker_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
     ours, theirs = {"landmarks": [], "times": []}, {"landmarks": [], "times": []}
     for i, image in enumerate(frames(source, limit)):
         worker.stdin.write("next\n")
@@ -102,12 +102,24 @@ def lockstep(python: Path, source: str, limit: int, complexity: str, video: bool
         start = time.perf_counter()
         poses = estimator.estimate(frame)
         ours["times"].append(time.perf_counter() - start)
-        ours["landmarks"].append([[k.x, k.y, k.visibility] for k in poses[0].keypoints] if poses else None)
+        ours["landmarks"].append(describe(poses))
     worker.stdin.close()
     worker.wait()
     estimator.close()
     ours["detector_runs"] = estimator.detector_runs
     return {"ours": ours, "theirs": theirs}
+
+
+def blazepose_lockstep(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
+    """piposer's BlazePose and MediaPipe's over the same frames (first pose of each frame)."""
+    from piposer.estimators import ModelSettings
+    from piposer.estimators.blazepose import BlazePoseEstimator, BlazePoseSettings
+
+    estimator = BlazePoseEstimator(ModelSettings(name=f"blazepose-{complexity}", num_threads=threads),
+                                   BlazePoseSettings(running_mode="video" if video else "image"))
+    return lockstep(python, [__file__, "--worker", source, str(limit), complexity, str(int(video))], estimator,
+                    source, limit,
+                    lambda poses: [[k.x, k.y, k.visibility] for k in poses[0].keypoints] if poses else None)
 
 
 def ensure_bench_venv() -> Path:
@@ -153,7 +165,7 @@ def agreement(ours: list, theirs: list) -> dict:
 
 
 def compare(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
-    run = lockstep(python, source, limit, complexity, video, threads)
+    run = blazepose_lockstep(python, source, limit, complexity, video, threads)
     ours, theirs = run["ours"], run["theirs"]
     # the first frame includes warm-up (XNNPACK weight packing, graph start): left out of the speed
     ours_ms, theirs_ms = 1000 * np.median(ours["times"][1:]), 1000 * np.median(theirs["times"][1:])

@@ -57,7 +57,23 @@ BLAZEPOSE33 = Layout(
     ),
 )
 
-LAYOUTS = {layout.name: layout for layout in (COCO17, BLAZEPOSE33)}
+# MediaPipe's 21 hand landmarks: the wrist, then four joints per finger from the palm out.
+HAND21 = Layout(
+    "hand21",
+    (
+        "wrist", "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
+        "index_finger_mcp", "index_finger_pip", "index_finger_dip", "index_finger_tip",
+        "middle_finger_mcp", "middle_finger_pip", "middle_finger_dip", "middle_finger_tip",
+        "ring_finger_mcp", "ring_finger_pip", "ring_finger_dip", "ring_finger_tip",
+        "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip",
+    ),
+    (
+        (0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10), (10, 11), (11, 12),
+        (9, 13), (13, 14), (14, 15), (15, 16), (13, 17), (17, 18), (18, 19), (19, 20), (0, 17),
+    ),
+)
+
+LAYOUTS = {layout.name: layout for layout in (COCO17, BLAZEPOSE33, HAND21)}
 
 
 @dataclass(frozen=True)
@@ -125,12 +141,14 @@ class Box:
 
 @dataclass
 class Pose:
-    """One person: keypoints in `layout` order, an instance score, a box, and a track id once tracked.
+    """One person (or, in the hand21 layout, one hand): keypoints in `layout` order, an instance score, a box,
+    and a track id once tracked.
 
     `world` holds BlazePose's metric world landmarks (N x 3, metres, hip-centred) when available;
     `mask` its segmentation mask in image coordinates when asked for. `label` is the taught pose the
     classifier stage (rules/poses.py) recognised, None for none; `label_confidence` is None when no
     classifier ran. `image_size` is the source image's (width, height), for moving keypoints (`move_to`).
+    A hand has `handedness` "left" or "right" (as the model sees the image it was given) and its confidence.
     """
 
     keypoints: tuple[Keypoint, ...]
@@ -143,6 +161,8 @@ class Pose:
     label: str | None = None
     label_confidence: float | None = None
     image_size: tuple[int, int] | None = field(default=None, repr=False)
+    handedness: str | None = None
+    handedness_score: float | None = None
 
     def __getitem__(self, name: str) -> Keypoint:
         return self.keypoints[self.layout.index(name)]
@@ -225,6 +245,9 @@ def pose_to_dict(pose: Pose, digits: int = 4) -> dict:
         "layout": pose.layout.name,
         "keypoints": keypoints,
     }
+    if pose.handedness is not None:
+        out["handedness"] = pose.handedness
+        out["handedness_score"] = round(pose.handedness_score, 3)
     if pose.label_confidence is not None:
         out["label"] = pose.label
         out["label_confidence"] = pose.label_confidence

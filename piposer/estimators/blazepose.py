@@ -9,26 +9,22 @@ landmarks are smoothed with One-Euro filters tuned as in MediaPipe's pose graph.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
-import cv2
 import numpy as np
 
 from ..modelstore import ModelStore
-from ..backend import Model, Tensor
-from ..errors import PiposerError
+from ..backend import Model
 from ..smoothing import LANDMARK_FILTER, LowPassFilter, OneEuroFilter, OneEuroParams
 from ..types import BLAZEPOSE33, COCO17, Frame, Pose, box_of, make_pose
 from . import BaseEstimator, ModelSettings, settings_from
 from .settings import BlazePoseSettings
-from .roi import Roi, crop, letterbox_padding, letterbox_roi, paste, roi_from_alignment
-from .ssd import decode, remove_letterbox, sigmoid, ssd_anchors, weighted_nms
+from .roi import Roi, crop, paste, roi_from_alignment
+from .ssd import POSE_DETECTOR_ANCHORS, sigmoid
+from .stages import SsdDetector, Stopwatch, find_tensors, to_input
 
-DETECTOR_SIZE = 224
 LANDMARK_SIZE = 256
 ROI_SCALE = 1.25          # margin around the alignment square the landmark model was trained with
-NMS_THRESHOLD = 0.3       # IoU above which detections merge
 SAME_PERSON_DISTANCE = 0.1  # median landmark distance, in body sizes, below which two results are one person
 NUM_LANDMARKS = 33        # the model also predicts 6 auxiliary points; 33 and 34 align the next ROI
 HEATMAP_KERNEL = 7        # window for refining landmarks on the heatmap
@@ -41,68 +37,17 @@ WORLD_FILTER = OneEuroParams(min_cutoff=0.1, beta=40.0, derivate_cutoff=1.0)
 VISIBILITY_ALPHA = 0.1
 
 
-def _shapes(tensors: list[Tensor]) -> str:
-    return ", ".join(str(list(t.shape)) for t in tensors)
-
-
-def _tensors(model: Model, input_size: int, outputs: dict[str, tuple[int, ...]], what: str) -> dict[str, Tensor]:
-    """Check the model's input size and find its outputs by shape; anything else is a clear error naming the file."""
-    found = {name: next((t for t in model.outputs if t.shape == shape), None) for name, shape in outputs.items()}
-    if None in found.values() or [t.shape for t in model.inputs] != [(1, input_size, input_size, 3)]:
-        raise PiposerError(
-            f"model {model.path} is not a {what}: expected input [1, {input_size}, {input_size}, 3] and outputs "
-            f"{', '.join(str(list(s)) for s in outputs.values())}; it has input {_shapes(model.inputs)}, "
-            f"outputs {_shapes(model.outputs)}")
-    return found
-
-
-def to_input(patch: np.ndarray, buffer: np.ndarray, scale: float, offset: float) -> None:
-    """Fill a float32 model-input buffer (1, H, W, 3) with a BGR uint8 crop as RGB x scale + offset."""
-    np.multiply(cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), np.float32(scale), out=buffer[0])
-    if offset:
-        buffer += np.float32(offset)
-
-
-class Stopwatch:
-    """Adds the time since the last lap to a named stage: `timings` for `piposer bench` and the app's stats."""
-
-    def __init__(self):
-        self.timings = {"preprocess": 0.0, "invoke": 0.0, "decode": 0.0}
-        self.last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.timings[stage] += now - self.last
-        self.last = now
-
-
 class PoseDetector:
     """The BlazePose person detector: letterboxed frame in, hip centre and scale point per person out."""
 
     def __init__(self, path, num_threads: int):
-        self.model = Model(path, num_threads)
-        self.anchors = ssd_anchors()
-        self.input = np.empty((1, DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32)
-        n = len(self.anchors)
-        self.tensors = _tensors(self.model, DETECTOR_SIZE, {"boxes": (1, n, 12), "scores": (1, n, 1)},
-                                "BlazePose person detector")
+        self.ssd = SsdDetector(path, num_threads, POSE_DETECTOR_ANCHORS, 4, (-1.0, 1.0), "BlazePose person detector")
 
     def detect(self, image: np.ndarray, mirror: bool, min_score: float, max_count: int,
                clock: Stopwatch) -> list[Roi]:
         """ROIs (image pixels) of up to `max_count` people, best first."""
-        height, width = image.shape[:2]
-        patch = crop(image, letterbox_roi(width, height), DETECTOR_SIZE, mirror, cv2.BORDER_CONSTANT)
-        to_input(patch, self.input, 1 / 127.5, -1.0)
-        clock.lap("preprocess")
-        self.model.run(self.input)
-        clock.lap("invoke")
-        dets = decode(self.model.output(self.tensors["boxes"]), self.model.output(self.tensors["scores"]),
-                      self.anchors, DETECTOR_SIZE, min_score)
-        dets = remove_letterbox(weighted_nms(dets, NMS_THRESHOLD, max_count), letterbox_padding(width, height))
-        points = dets.keypoints * np.array([width, height], dtype=np.float32)
-        rois = [roi_from_alignment(p[0], p[1], ROI_SCALE) for p in points]
-        clock.lap("decode")
-        return rois
+        points = self.ssd.detect(image, mirror, min_score, max_count, clock).keypoints
+        return [roi_from_alignment(p[0], p[1], ROI_SCALE) for p in points]
 
 
 @dataclass
@@ -150,7 +95,7 @@ class PoseLandmarker:
 
     def __init__(self, path, num_threads: int):
         self.model = Model(path, num_threads)
-        self.tensors = _tensors(self.model, LANDMARK_SIZE, {
+        self.tensors = find_tensors(self.model, LANDMARK_SIZE, {
             "landmarks": (1, 195), "flag": (1, 1), "mask": (1, LANDMARK_SIZE, LANDMARK_SIZE, 1),
             "heatmap": (1, 64, 64, 39), "world": (1, 117),
         }, "BlazePose landmark model")

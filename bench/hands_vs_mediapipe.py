@@ -1,0 +1,140 @@
+"""piposer's Hands against MediaPipe itself (mediapipe==0.10.14, legacy `solutions.hands`), same frames, one run.
+
+    .venv/bin/python bench/hands_vs_mediapipe.py [--complexity lite full] [--frames 300] [--threads 1]
+
+MediaPipe runs in the bench venv and worker process bench/blazepose_vs_mediapipe.py sets up (`.bench-venv/`),
+frame by frame in turn with piposer (see there). Frames: the two room videos (video mode: both sides follow
+hands from frame to frame) and every photo of coco_dev and pose_extra (image mode).
+
+Agreement: hands of the two sides are paired by their mean landmark distance (closest first, a pair only
+if under a quarter of MediaPipe's hand box diagonal); per landmark, the distance over the diagonal of the
+box around MediaPipe's 21 landmarks; median and 95th percentile over all pairs. Handedness agreement
+counts pairs whose labels match, MediaPipe's taken in its mirrored-selfie convention (its "Left" is the
+hand piposer calls right). Speed: median milliseconds per frame of each side and their ratio (MediaPipe's
+time over piposer's: above 1 means piposer is faster), both with one TFLite/XNNPACK thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blazepose_vs_mediapipe import (  # noqa: E402
+    BENCH_VENV, MEDIAPIPE, SHARED, VIDEOS, ensure_bench_venv, frames, lockstep, runtime)
+
+COMPLEXITY = {"lite": 0, "full": 1}
+IMAGE_DIRS = [SHARED / "data/coco_dev/images", SHARED / "data/pose_extra/images"]
+SAME_HAND = 0.25  # mean landmark distance, in hand box diagonals, under which two hands are one
+MIRRORED = {"Left": "right", "Right": "left"}  # MediaPipe's labels assume a mirrored (selfie) image
+
+
+def serve_mediapipe(source: str, limit: int, complexity: str, video: bool) -> None:
+    """Worker side (inside .bench-venv): one frame through MediaPipe's legacy hands solution per request line.
+
+    The answer is one JSON line with the time of the call and each hand's landmarks (x, y in pixels) and
+    handedness in piposer's terms.
+    """
+    import mediapipe as mp
+
+    hands = mp.solutions.hands.Hands(static_image_mode=not video, max_num_hands=2,
+                                     model_complexity=COMPLEXITY[complexity],
+                                     min_detection_confidence=0.5, min_tracking_confidence=0.5)
+    for image, _ in zip(frames(source, limit), sys.stdin):
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        start = time.perf_counter()
+        result = hands.process(rgb)
+        elapsed = time.perf_counter() - start
+        h, w = image.shape[:2]
+        found = [{"xy": [[p.x * w, p.y * h] for p in lm.landmark],
+                  "hand": MIRRORED[label.classification[0].label]}
+                 for lm, label in zip(result.multi_hand_landmarks or [], result.multi_handedness or [])]
+        print(json.dumps({"time": elapsed, "landmarks": found}), flush=True)
+    hands.close()
+
+
+def describe(poses) -> list[dict]:
+    return [{"xy": pose.xy().tolist(), "hand": pose.handedness} for pose in poses]
+
+
+def agreement(ours: list, theirs: list) -> dict:
+    """Landmark distances over MediaPipe's hand box diagonal for paired hands; unpaired hands on either side."""
+    errors, same_hand, pairs, unpaired = [], 0, 0, 0
+    for a_hands, b_hands in zip(ours, theirs):
+        a_xy = [np.asarray(h["xy"]) for h in a_hands]
+        b_xy = [np.asarray(h["xy"]) for h in b_hands]
+        candidates = sorted(
+            (np.linalg.norm(a - b, axis=1).mean() / np.linalg.norm(np.ptp(b, axis=0)), i, j)
+            for i, a in enumerate(a_xy) for j, b in enumerate(b_xy))
+        used_a, used_b = set(), set()
+        for distance, i, j in candidates:
+            if distance < SAME_HAND and i not in used_a and j not in used_b:
+                used_a.add(i)
+                used_b.add(j)
+                errors.extend(np.linalg.norm(a_xy[i] - b_xy[j], axis=1) / np.linalg.norm(np.ptp(b_xy[j], axis=0)))
+                same_hand += a_hands[i]["hand"] == b_hands[j]["hand"]
+                pairs += 1
+        unpaired += len(a_xy) + len(b_xy) - 2 * len(used_a)
+    errors = np.asarray(errors)
+    return {"median": float(np.median(errors)) if errors.size else float("nan"),
+            "p95": float(np.percentile(errors, 95)) if errors.size else float("nan"),
+            "pairs": pairs, "unpaired": unpaired, "same_hand": same_hand}
+
+
+def compare(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
+    from piposer.estimators import HandsSettings, ModelSettings
+    from piposer.estimators.hands import HandsEstimator
+
+    estimator = HandsEstimator(ModelSettings(name=f"hands-{complexity}", num_threads=threads),
+                               HandsSettings(running_mode="video" if video else "image"))
+    run = lockstep(python, [__file__, "--worker", source, str(limit), complexity, str(int(video))], estimator,
+                   source, limit, describe)
+    ours, theirs = run["ours"], run["theirs"]
+    # the first frame includes warm-up (XNNPACK weight packing, graph start): left out of the speed
+    ours_ms, theirs_ms = 1000 * np.median(ours["times"][1:]), 1000 * np.median(theirs["times"][1:])
+    return {**agreement(ours["landmarks"], theirs["landmarks"]), "frames": len(ours["times"]),
+            "ours_ms": ours_ms, "theirs_ms": theirs_ms, "speedup": theirs_ms / ours_ms,
+            "detector_runs": ours["detector_runs"]}
+
+
+def image_list() -> str:
+    paths = sorted(str(p) for d in IMAGE_DIRS for p in d.iterdir() if p.suffix in (".png", ".jpg", ".jpeg"))
+    list_file = Path("/tmp/piposer_hands_bench_images.txt")
+    list_file.write_text("\n".join(paths))
+    return str(list_file)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--complexity", nargs="+", default=list(COMPLEXITY), choices=list(COMPLEXITY))
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="piposer's TFLite threads (default 1: MediaPipe's XNNPACK default on desktop Linux)")
+    args = parser.parse_args()
+    python = ensure_bench_venv()
+    print(f"piposer on {runtime()} with {args.threads} thread(s); MediaPipe {MEDIAPIPE.split('==')[1]} in {BENCH_VENV.name}\n")
+    print("| model | input | mode | frames | hands paired | hands only one side found | median dist / hand diag | "
+          "p95 | same handedness | piposer ms | MediaPipe ms | speed ratio | piposer palm detector runs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    runs = [(str(v), v.name, True) for v in VIDEOS] + [(image_list(), "photos", False)]
+    for complexity in args.complexity:
+        for source, label, video in runs:
+            r = compare(python, source, args.frames, complexity, video, args.threads)
+            print(f"| hands-{complexity} | {label} | {'video' if video else 'image'} | {r['frames']} | {r['pairs']} | "
+                  f"{r['unpaired']} | {100 * r['median']:.2f}% | {100 * r['p95']:.2f}% | "
+                  f"{r['same_hand']}/{r['pairs']} | {r['ours_ms']:.1f} | {r['theirs_ms']:.1f} | {r['speedup']:.2f}x | "
+                  f"{r['detector_runs']} |", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        source, limit, complexity, video = sys.argv[2:6]
+        serve_mediapipe(source, int(limit), complexity, video == "1")
+    else:
+        main()
