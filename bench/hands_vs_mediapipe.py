@@ -3,8 +3,9 @@
     .venv/bin/python bench/hands_vs_mediapipe.py [--complexity lite full] [--frames 300] [--threads 1]
 
 MediaPipe runs in the bench venv and worker process bench/blazepose_vs_mediapipe.py sets up (`.bench-venv/`),
-frame by frame in turn with piposer (see there). Frames: the two room videos (video mode: both sides follow
-hands from frame to frame) and every photo of coco_dev and pose_extra (image mode).
+frame by frame in turn with piposer (see there). Frames: every photo of coco_dev and pose_extra (image mode);
+a camera panning over the photos with two hands (video mode: both sides follow hands from frame to frame); and
+the room videos (video mode; their people are too small for hands: measured, neither side finds any).
 
 Agreement: hands of the two sides are paired by their mean landmark distance (closest first, a pair only
 if under a quarter of MediaPipe's hand box diagonal); per landmark, the distance over the diagonal of the
@@ -32,6 +33,7 @@ from blazepose_vs_mediapipe import (  # noqa: E402
 COMPLEXITY = {"lite": 0, "full": 1}
 IMAGE_DIRS = [SHARED / "data/coco_dev/images", SHARED / "data/pose_extra/images"]
 SAME_HAND = 0.25  # mean landmark distance, in hand box diagonals, under which two hands are one
+PAN_PHOTOS = ["pose_extra/images/aic_fa436c914fe4a8ec1ec5474af4d3820b84d17561.jpg", "coco_dev/images/000000109313.jpg"]
 MIRRORED = {"Left": "right", "Right": "left"}  # MediaPipe's labels assume a mirrored (selfie) image
 
 
@@ -110,6 +112,27 @@ def image_list() -> str:
     return str(list_file)
 
 
+def panned(limit: int) -> str:
+    """Frames of a camera panning and zooming slowly over the photos with two hands, as a list of image files."""
+    folder = Path("/tmp/piposer_hands_bench_pan")
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for name in PAN_PHOTOS:
+        photo = cv2.imread(str(SHARED / "data" / name))
+        h, w = photo.shape[:2]
+        for i in range(limit // len(PAN_PHOTOS)):
+            t = i / (limit // len(PAN_PHOTOS))
+            side = 0.8 - 0.1 * t  # the view shrinks while it moves right: hands grow and move
+            x0, y0 = int(t * (1 - side) * w), int((1 - side) * h / 2)
+            paths.append(f"{folder}/{Path(name).stem}_{i:03}.png")
+            view = photo[y0:y0 + int(side * h), x0:x0 + int(side * w)]
+            # one frame size throughout, as a camera gives (MediaPipe keeps its ROIs in fractions of the frame)
+            cv2.imwrite(paths[-1], cv2.resize(view, (int(0.8 * w), int(0.8 * h)), interpolation=cv2.INTER_AREA))
+    list_file = folder / "frames.txt"
+    list_file.write_text("\n".join(paths))
+    return str(list_file)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--complexity", nargs="+", default=list(COMPLEXITY), choices=list(COMPLEXITY))
@@ -122,7 +145,8 @@ def main() -> None:
     print("| model | input | mode | frames | hands paired | hands only one side found | median dist / hand diag | "
           "p95 | same handedness | piposer ms | MediaPipe ms | speed ratio | piposer palm detector runs |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    runs = [(str(v), v.name, True) for v in VIDEOS] + [(image_list(), "photos", False)]
+    runs = [(image_list(), "photos", False), (panned(args.frames), "panned photos", True)] + [
+        (str(v), v.name, True) for v in VIDEOS]
     for complexity in args.complexity:
         for source, label, video in runs:
             r = compare(python, source, args.frames, complexity, video, args.threads)

@@ -3,7 +3,7 @@
 The pipeline follows MediaPipe's hand landmark tracking graph: the palm detector finds palms with
 seven keypoints; the ROI turns the wrist-to-middle-finger direction upright and grows the palm box
 2.6 times, shifted half a box towards the fingers. In video mode the next frame's ROI comes from the
-landmarks (wrist to the knuckles' middle joints, twice their box) and the detector runs only while
+landmarks (wrist to the knuckles, twice their box) and the detector runs only while
 fewer than `num_hands` hands are followed. Each hand is a Pose in the hand21 layout.
 """
 
@@ -28,9 +28,9 @@ PALM_ROI_SCALE, PALM_ROI_SHIFT = 2.6, -0.5    # palm box -> hand ROI (palm_detec
 TRACK_ROI_SCALE, TRACK_ROI_SHIFT = 2.0, -0.1  # landmarks -> next frame's ROI (hand_landmark_landmarks_to_roi)
 PALM_WRIST, PALM_MIDDLE_MCP = 0, 2            # the palm detector's keypoints that set the ROI's rotation
 # The landmarks that bound the next ROI (wrist, thumb base, knuckles and the joints above them), and the
-# middle joints of index, middle and ring finger whose mean sets its up direction.
+# knuckles of index, middle and ring finger that, with the wrist, set its up direction.
 ROI_LANDMARKS = np.array([0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18])
-INDEX_PIP, MIDDLE_PIP, RING_PIP = (HAND21.index(f"{f}_finger_pip") for f in ("index", "middle", "ring"))
+INDEX_MCP, MIDDLE_MCP, RING_MCP = (HAND21.index(f"{f}_finger_mcp") for f in ("index", "middle", "ring"))
 NORMALIZE_Z = 0.4     # the landmark model's depth scale (MediaPipe divides by it)
 SAME_HAND_IOU = 0.5   # a palm overlapping a followed hand's ROI more than this is that hand
 DETECTOR_FOR = {"hands-lite": "palm-detection-lite", "hands-full": "palm-detection-full"}
@@ -68,7 +68,7 @@ class HandLandmarks:
     def next_roi(self) -> Roi:
         """Where to look for this hand in the next frame."""
         xy = self.xyz[:, :2]
-        knuckles = ((xy[INDEX_PIP] + xy[RING_PIP]) / 2 + xy[MIDDLE_PIP]) / 2
+        knuckles = ((xy[INDEX_MCP] + xy[RING_MCP]) / 2 + xy[MIDDLE_MCP]) / 2
         rotation = rotation_towards(xy[0], knuckles)
         return roi_from_rect(*upright_rect(xy[ROI_LANDMARKS], rotation), rotation, TRACK_ROI_SCALE, TRACK_ROI_SHIFT)
 
@@ -146,11 +146,12 @@ class HandsEstimator(BaseEstimator):
             self.detector_runs += 1
             followed = [_square_box(roi) for roi in rois]
             for roi in self.detector.detect(image, mirror, s.min_hand_detection_confidence, s.num_hands, clock):
-                if len(rois) < s.num_hands and not (followed and iou(_square_box(roi), np.array(followed)).max()
-                                                    > SAME_HAND_IOU):
+                if not (followed and iou(_square_box(roi), np.array(followed)).max() > SAME_HAND_IOU):
                     rois.append(roi)
+        # as in MediaPipe, a followed hand's ROI and up to num_hands new palms all get a look: the followed
+        # one may have gone (a cut, a hand leaving), and a palm beside it must not wait for the next frame
         hands = [self.landmarker.landmarks(image, roi, mirror, clock) for roi in rois]
-        hands = [hand for hand in hands if hand.presence >= s.min_hand_presence_confidence]
+        hands = [hand for hand in hands if hand.presence >= s.min_hand_presence_confidence][:s.num_hands]
         self.rois = [hand.next_roi() for hand in hands] if self.tracking else []
         poses = [self._pose(hand, (frame.width, frame.height)) for hand in hands]
         clock.lap("decode")
