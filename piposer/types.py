@@ -12,11 +12,13 @@ if TYPE_CHECKING:  # numpy is imported where arrays are made: the config loader 
 
 @dataclass(frozen=True)
 class Layout:
-    """A keypoint topology: ordered keypoint names and the skeleton links drawn between them."""
+    """A keypoint topology: ordered keypoint names, the skeleton links drawn between them, and whether its
+    poses are hands that carry a handedness."""
 
     name: str
     keypoints: tuple[str, ...]
     links: tuple[tuple[int, int], ...]
+    handed: bool = False
 
     def index(self, name: str) -> int:
         return self.keypoints.index(name)
@@ -71,6 +73,7 @@ HAND21 = Layout(
         (0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10), (10, 11), (11, 12),
         (9, 13), (13, 14), (14, 15), (15, 16), (13, 17), (17, 18), (18, 19), (19, 20), (0, 17),
     ),
+    handed=True,
 )
 
 LAYOUTS = {layout.name: layout for layout in (COCO17, BLAZEPOSE33, HAND21)}

@@ -1,17 +1,22 @@
 """Hands (MediaPipe palm detector + hand landmark model on TFLite) on real photos with COCO ground truth:
 each hand found sits on the annotated wrist of its side, video mode follows hands without the detector,
-and a wrong model file is a clear error."""
+hands go through `piposer video` (CSV, JSONL, overlay) and MQTT, and a wrong model file is a clear error."""
 
 from __future__ import annotations
 
+import csv
 import json
+import time
 
 import cv2
 import numpy as np
 import pytest
 
+from broker import Broker, Subscriber
 from conftest import DATA
 from piposer import Hands, PiposerError
+from piposer.sinks.mqtt import MqttSettings, MqttSink
+from piposer.tools.cli import main
 from piposer.types import HAND21, Frame, pose_to_dict
 
 pytestmark = pytest.mark.usefixtures("hand_models")
@@ -97,3 +102,63 @@ def test_num_hands_caps_what_comes_back_and_a_handless_photo_has_none():
 def test_a_model_that_is_not_a_hand_model_is_named():
     with pytest.raises(PiposerError, match="pose_detection.tflite is not a MediaPipe hand landmark model"):
         Hands(str(DATA.parent / "models/pose_detection.tflite"))
+
+
+@pytest.fixture
+def panning_clip(tmp_path):
+    """A 12-frame clip of a camera panning over the two-hands photo (MJPG, 10 fps), and its frames."""
+    photo = cv2.imread(str(TWO_HANDS))
+    views = [np.ascontiguousarray(photo[20:580, 6 * i:6 * i + 800]) for i in range(12)]
+    path = tmp_path / "hands.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (800, 560))
+    for view in views:
+        writer.write(view)
+    writer.release()
+    return path, views
+
+
+def test_piposer_video_with_hands_writes_handedness_columns_jsonl_and_draws_the_hands(panning_clip, tmp_path):
+    clip, views = panning_clip
+    out, table, lines = tmp_path / "out.mp4", tmp_path / "hands.csv", tmp_path / "hands.jsonl"
+    argv = ["video", str(clip), "--model", "hands-full", "--overlay", "links", "--out", str(out)]
+    assert main(argv + ["--data", str(table)]) == 0
+    assert main(argv + ["--overwrite", "--data", str(lines)]) == 0
+    rows = list(csv.reader(table.open()))
+    assert rows[0][:8] == ["time", "frame", "person", "score", "handedness", "wrist_x", "wrist_y", "wrist_score"]
+    assert len(rows[0]) == 5 + 3 * 21 and len(rows) == 1 + 2 * len(views)  # both hands in every frame
+    hand_of = {}
+    for row in rows[1:]:
+        assert hand_of.setdefault(row[2], row[4]) == row[4]  # each track keeps its hand
+    assert sorted(hand_of.values()) == ["left", "right"]
+    frames = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert len(frames) == len(views)
+    assert sorted(p["handedness"] for p in frames[3]["poses"]) == ["left", "right"]
+    assert all(p["layout"] == "hand21" and len(p["keypoints"]) == 21 for p in frames[3]["poses"])
+    # the overlay: along each hand's wrist-to-index-knuckle link the picture changed, far from the hands not
+    capture = cv2.VideoCapture(str(out))
+    drawn = [capture.read()[1] for _ in range(4)][3].astype(int)
+    original = views[3].astype(int)
+    for pose in frames[3]["poses"]:
+        a, b = (np.array([pose["keypoints"][n]["x"], pose["keypoints"][n]["y"]]) for n in ("wrist", "index_finger_mcp"))
+        x, y = np.round((a + b) / 2).astype(int)
+        assert np.abs(drawn[y, x] - original[y, x]).sum() > 100, pose["handedness"]
+    assert np.abs(drawn[:100, :200] - original[:100, :200]).mean() < 6
+
+
+def test_hands_on_mqtt_are_the_documented_payload(tmp_path):
+    with Hands(running_mode="image") as hands:
+        shot = Frame(cv2.imread(str(TWO_HANDS))[20:580, 0:800].copy(), 4, time.monotonic(), 1_700_000_000.0)
+        found = hands.estimate(shot)
+    with Broker(tmp_path / "broker") as broker, Subscriber(broker, "piposer/hands/#") as sub:
+        sink = MqttSink(MqttSettings(host=broker.host, port=broker.port, device_id="hands"), model_name="hands-full")
+        sink.start()
+        assert sink.connected.wait(5), sink.last_error
+        try:
+            sink.publish(shot, found)
+            data = sub.wait_for("piposer/hands/poses")[0].json()
+        finally:
+            sink.close(timeout=1.0)
+    assert data["model"] == "hands-full" and data["poses"] == [pose_to_dict(p) for p in found]
+    assert sorted(p["handedness"] for p in data["poses"]) == ["left", "right"]
+    wrist = data["poses"][0]["keypoints"]["wrist"]
+    assert set(wrist) == {"x", "y", "nx", "ny", "score", "detected", "z"} and wrist["z"] == 0.0

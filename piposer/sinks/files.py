@@ -249,8 +249,9 @@ def image_document(source: str, frame: Frame, poses: list[Pose], model: str) -> 
 
 
 def table_header(layout: Layout) -> list[str]:
-    """time, frame, person, pose score, then x/y/score per keypoint (MGT-python's pose-data shape)."""
-    cols = ["time", "frame", "person", "score"]
+    """time, frame, person, pose score (and for hands their handedness), then x/y/score per keypoint
+    (MGT-python's pose-data shape)."""
+    cols = ["time", "frame", "person", "score"] + (["handedness"] if layout.handed else [])
     for name in layout.keypoints:
         cols += [f"{name}_x", f"{name}_y", f"{name}_score"]
     return cols
@@ -324,6 +325,8 @@ class PoseDataWriter(OutputFile, Sink):
                 return
             for i, pose in enumerate(poses):
                 row: list = [t, frame.index, pose.track_id if pose.track_id is not None else i, round(pose.score, 4)]
+                if self.layout.handed:
+                    row.append(pose.handedness)
                 for k in pose.keypoints:
                     row += [round(k.x, 1), round(k.y, 1), round(k.score, 4)] if k.detected else ["", "", round(k.score, 4)]
                 self._csv.writerow(row)
