@@ -162,3 +162,36 @@ def test_hands_on_mqtt_are_the_documented_payload(tmp_path):
     assert sorted(p["handedness"] for p in data["poses"]) == ["left", "right"]
     wrist = data["poses"][0]["keypoints"]["wrist"]
     assert set(wrist) == {"x", "y", "nx", "ny", "score", "detected", "z"} and wrist["z"] == 0.0
+
+
+HAND_RULES = """
+[[rules]]
+name = "curled_left_of_the_board"   # thumb tip on the index tip, wrist in the left third
+when = { all = [ { near = { a = "thumb_tip", b = "index_finger_tip", within = 0.5 } },
+                 { zone = { keypoint = "wrist", rect = [0.0, 0.0, 0.33, 1.0] } } ] }
+
+[[rules]]
+name = "curled_over_the_board"
+when = { all = [ { near = { a = "thumb_tip", b = "index_finger_tip", within = 0.5 } },
+                 { zone = { keypoint = "wrist", rect = [0.33, 0.0, 1.0, 1.0] } } ] }
+
+[[rules]]
+name = "hand_above_the_nose"   # a body keypoint: no such thing on a hand
+when = { above = { a = "wrist", b = "nose" } }
+"""
+
+
+def test_rules_on_hand_keypoints_measure_in_palm_lengths():
+    """The Go player's left hand rests curled on his lap (thumb tip 0.27 palm lengths from the index tip);
+    his right hand reaches over the board with the fingers apart (0.70)."""
+    import tomllib
+
+    from piposer.rules import RulesEngine
+    from rules_poses import Clock, sections
+
+    with Hands(running_mode="image", num_hands=3) as hands:  # the detector's second-best palm is no hand
+        found = hands.estimate(cv2.imread(str(TWO_HANDS)))
+    assert sorted(hand.handedness for hand in found) == ["left", "right"]
+    outcomes, failed = RulesEngine(sections(tomllib.loads(HAND_RULES))[0], Clock()).update(found)
+    assert {o.rule.name for o in outcomes if o.active} == {"curled_left_of_the_board"}
+    assert [(rule.name, "nose" in message) for rule, message in failed] == [("hand_above_the_nose", True)]
