@@ -76,7 +76,34 @@ HAND21 = Layout(
     handed=True,
 )
 
-LAYOUTS = {layout.name: layout for layout in (COCO17, BLAZEPOSE33, HAND21)}
+# Output-only layouts: OpenPose's body layouts, for MGT-python and other OpenPose readers (piposer/layouts.py derives the points
+# no model here predicts: the neck and chest from shoulders and hips; MPI's head top is never detected).
+COCO18 = Layout(
+    "coco18",
+    (
+        "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+        "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+        "right_eye", "left_eye", "right_ear", "left_ear",
+    ),
+    (
+        (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
+        (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
+    ),
+)
+
+MPI15 = Layout(
+    "mpi15",
+    (
+        "head_top", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+        "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "chest",
+    ),
+    (
+        (0, 1), (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 14), (14, 8), (8, 9), (9, 10), (14, 11),
+        (11, 12), (12, 13),
+    ),
+)
+
+LAYOUTS = {layout.name: layout for layout in (COCO17, BLAZEPOSE33, HAND21)}  # what the models give
 
 
 @dataclass(frozen=True)

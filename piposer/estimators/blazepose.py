@@ -16,7 +16,8 @@ import numpy as np
 from ..modelstore import ModelStore
 from ..backend import Model
 from ..smoothing import LANDMARK_FILTER, LowPassFilter, OneEuroFilter, OneEuroParams
-from ..types import BLAZEPOSE33, COCO17, Frame, Pose, box_of, make_pose
+from ..layouts import to_layout
+from ..types import BLAZEPOSE33, COCO17, Frame, Pose, make_pose
 from . import BaseEstimator, ModelSettings, settings_from
 from .settings import BlazePoseSettings
 from .roi import Roi, crop, paste, roi_from_alignment
@@ -247,14 +248,6 @@ class BlazePose(BlazePoseEstimator):
         super().__init__(*settings_from(options, ModelSettings(name=model), BlazePoseSettings()), store=store)
 
 
-COCO_FROM_BLAZEPOSE = np.array([BLAZEPOSE33.index(name) for name in COCO17.keypoints])
-
-
 def to_coco17(pose: Pose) -> Pose:
     """The same person in the COCO-17 layout (every COCO keypoint has a same-named BlazePose landmark)."""
-    if pose.layout is COCO17:
-        return pose
-    keypoints = tuple(pose.keypoints[i] for i in COCO_FROM_BLAZEPOSE)
-    box = box_of(np.array([(k.x, k.y) for k in keypoints]), np.array([k.detected for k in keypoints]))
-    world = None if pose.world is None else pose.world[COCO_FROM_BLAZEPOSE]
-    return replace(pose, keypoints=keypoints, layout=COCO17, box=box, world=world)
+    return to_layout(pose, COCO17)
