@@ -29,13 +29,15 @@ def output_layout(name: str) -> Layout:
     return OUTPUT_LAYOUTS[name]
 
 
-def check_convertible(source: Layout, target: Layout) -> None:
-    """Raise a one-line error when poses of `source` cannot be given in `target` (hands as a body, COCO as BlazePose)."""
+def check_convertible(source: Layout, target: Layout, what: str = "") -> None:
+    """Raise a one-line error, starting with `what` (default `--layout <target>`), when poses of `source` cannot
+    be given in `target` (hands as a body, COCO as BlazePose)."""
     have = set(source.keypoints) | (set(DERIVED) if set(SHOULDERS + HIPS) <= set(source.keypoints) else set())
     missing = [name for name in target.keypoints if name not in have and name != "head_top"]
     if missing or ("head_top" in target.keypoints and not set(HEAD) & set(source.keypoints)):
         named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise PiposerError(f"--layout {target.name}: the model's {source.name} poses have no {named or 'head keypoints'}")
+        raise PiposerError(f"{what or '--layout ' + target.name}: the model's {source.name} poses have no "
+                           f"{named or 'head keypoints'}")
 
 
 def _merged(name: str, parts: list[Keypoint], width: int, height: int) -> Keypoint:

@@ -34,6 +34,8 @@ def test_nested_too_deeply(tmp_path):
     ("[posenet]\noutput_stride = 16\nlong_side = 640", "posenet.long_side = 640: long_side-1 must be a multiple"),
     ("[posenet]\nlong_side = 481\ninput_size = [257, 353]", "posenet.long_side and posenet.input_size cannot both"),
     ('[movenet]\nrunning_mode = "stream"', "movenet.running_mode"),
+    ("[hands]\nnum_hands = 0", "hands.num_hands"),
+    ("[hands]\nmin_hand_presence_confidence = 1.5", "hands.min_hand_presence_confidence"),
     ('[[osc]]\nport = 70000', "osc.port must be within 1..65535"),
     ('[[osc]]\nprefix = "piposer"', "osc.prefix must look like /name"),
     ('[[osc]]\nkeypoints = ["nose", "tail"]', "unknown keypoint 'tail'"),

@@ -195,3 +195,10 @@ def test_rules_on_hand_keypoints_measure_in_palm_lengths():
     outcomes, failed = RulesEngine(sections(tomllib.loads(HAND_RULES))[0], Clock()).update(found)
     assert {o.rule.name for o in outcomes if o.active} == {"curled_left_of_the_board"}
     assert [(rule.name, "nose" in message) for rule, message in failed] == [("hand_above_the_nose", True)]
+
+
+def test_coco_evaluation_of_a_hand_model_is_a_one_line_error(capsys):
+    assert main(["eval", "--data", str(DATA / "coco_dev/person_keypoints.json"), "--model", "hands-full"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()[-1:]
+    assert line == "piposer: error: eval --model hands-full: the model's hand21 poses have no nose, left_eye, " \
+                   "right_eye and 14 more"

@@ -198,6 +198,8 @@ def cmd_eval(args) -> int:
 
     from .. import config
     from ..estimators import create
+    from ..layouts import check_convertible, to_layout
+    from ..types import COCO17
     from .evaluate import coco_eval, load_annotations, predict, small_recall
 
     annotations = Path(args.data)
@@ -210,11 +212,10 @@ def cmd_eval(args) -> int:
           "ms: median per frame)")
     print(f"{'model':{width}}" + "".join(f"{s:>7}" for s in EVAL_COLUMNS + ("R<100", "ms")))
     for spec, cfg in zip(specs, configs):
-        to_coco = None
-        if args.store.family_of(cfg.model.name) == "blazepose":
-            from ..estimators.blazepose import to_coco17 as to_coco
+        estimator = create(cfg, running_mode="image", store=args.store)
+        check_convertible(estimator.layout, COCO17, f"eval --model {spec}")
         seconds: list[float] = []
-        results = predict(create(cfg, running_mode="image", store=args.store), annotations, to_coco, seconds)
+        results = predict(estimator, annotations, lambda pose: to_layout(pose, COCO17), seconds)
         stats = coco_eval(annotations, results)
         row = [stats[s] for s in EVAL_COLUMNS] + [small_recall(annotations, results)]
         print(f"{spec:{width}}" + "".join(f"{v:7.3f}" for v in row) + f"{statistics.median(seconds) * 1e3:7.1f}")
