@@ -164,14 +164,18 @@ def agreement(ours: list, theirs: list) -> dict:
             "landmarks": int(errors.size), "only_one": only_one}
 
 
-def compare(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
-    run = blazepose_lockstep(python, source, limit, complexity, video, threads)
+def summarize(run: dict, agree) -> dict:
+    """One lockstep run's agreement (`agree(ours, theirs)` on the per-frame results) and median speed."""
     ours, theirs = run["ours"], run["theirs"]
     # the first frame includes warm-up (XNNPACK weight packing, graph start): left out of the speed
     ours_ms, theirs_ms = 1000 * np.median(ours["times"][1:]), 1000 * np.median(theirs["times"][1:])
-    return {**agreement(ours["landmarks"], theirs["landmarks"]), "frames": len(ours["times"]),
+    return {**agree(ours["landmarks"], theirs["landmarks"]), "frames": len(ours["times"]),
             "ours_ms": ours_ms, "theirs_ms": theirs_ms, "speedup": theirs_ms / ours_ms,
             "detector_runs": ours["detector_runs"]}
+
+
+def compare(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
+    return summarize(blazepose_lockstep(python, source, limit, complexity, video, threads), agreement)
 
 
 def runtime() -> str:

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blazepose_vs_mediapipe import (  # noqa: E402
-    BENCH_VENV, MEDIAPIPE, SHARED, VIDEOS, ensure_bench_venv, frames, lockstep, runtime)
+    BENCH_VENV, MEDIAPIPE, SHARED, VIDEOS, ensure_bench_venv, frames, lockstep, runtime, summarize)
 
 COMPLEXITY = {"lite": 0, "full": 1}
 IMAGE_DIRS = [SHARED / "data/coco_dev/images", SHARED / "data/pose_extra/images"]
@@ -97,12 +97,7 @@ def compare(python: Path, source: str, limit: int, complexity: str, video: bool,
                                HandsSettings(running_mode="video" if video else "image"))
     run = lockstep(python, [__file__, "--worker", source, str(limit), complexity, str(int(video))], estimator,
                    source, limit, describe)
-    ours, theirs = run["ours"], run["theirs"]
-    # the first frame includes warm-up (XNNPACK weight packing, graph start): left out of the speed
-    ours_ms, theirs_ms = 1000 * np.median(ours["times"][1:]), 1000 * np.median(theirs["times"][1:])
-    return {**agreement(ours["landmarks"], theirs["landmarks"]), "frames": len(ours["times"]),
-            "ours_ms": ours_ms, "theirs_ms": theirs_ms, "speedup": theirs_ms / ours_ms,
-            "detector_runs": ours["detector_runs"]}
+    return summarize(run, agreement)
 
 
 def image_list() -> str:
