@@ -69,16 +69,21 @@ def serve_mediapipe(source: str, limit: int, complexity: str, video: bool) -> No
     pose = mp.solutions.pose.Pose(static_image_mode=not video, model_complexity=COMPLEXITY[complexity],
                                   smooth_landmarks=True, enable_segmentation=False,
                                   min_detection_confidence=0.5, min_tracking_confidence=0.5)
+    serve(pose, source, limit, lambda result, w, h: None if result.pose_landmarks is None else [
+        [p.x * w, p.y * h, p.visibility] for p in result.pose_landmarks.landmark])
+
+
+def serve(solution, source: str, limit: int, describe) -> None:
+    """The worker loop: per request line on stdin, the next frame through a MediaPipe solution, answered as
+    one JSON line with the time of its `process` call and `describe(result, width, height)`."""
     for image, _ in zip(frames(source, limit), sys.stdin):
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         start = time.perf_counter()
-        result = pose.process(rgb)
+        result = solution.process(rgb)
         elapsed = time.perf_counter() - start
         h, w = image.shape[:2]
-        landmarks = None if result.pose_landmarks is None else [
-            [p.x * w, p.y * h, p.visibility] for p in result.pose_landmarks.landmark]
-        print(json.dumps({"time": elapsed, "landmarks": landmarks}), flush=True)
-    pose.close()
+        print(json.dumps({"time": elapsed, "landmarks": describe(result, w, h)}), flush=True)
+    solution.close()
 
 
 def lockstep(python: Path, worker_args: list[str], estimator, source: str, limit: int, describe) -> dict:

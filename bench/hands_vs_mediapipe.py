@@ -18,9 +18,7 @@ time over piposer's: above 1 means piposer is faster), both with one TFLite/XNNP
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -28,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blazepose_vs_mediapipe import (  # noqa: E402
-    BENCH_VENV, MEDIAPIPE, SHARED, VIDEOS, ensure_bench_venv, frames, lockstep, runtime, summarize)
+    BENCH_VENV, MEDIAPIPE, SHARED, VIDEOS, ensure_bench_venv, lockstep, runtime, serve, summarize)
 
 COMPLEXITY = {"lite": 0, "full": 1}
 IMAGE_DIRS = [SHARED / "data/coco_dev/images", SHARED / "data/pose_extra/images"]
@@ -48,17 +46,9 @@ def serve_mediapipe(source: str, limit: int, complexity: str, video: bool) -> No
     hands = mp.solutions.hands.Hands(static_image_mode=not video, max_num_hands=2,
                                      model_complexity=COMPLEXITY[complexity],
                                      min_detection_confidence=0.5, min_tracking_confidence=0.5)
-    for image, _ in zip(frames(source, limit), sys.stdin):
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        start = time.perf_counter()
-        result = hands.process(rgb)
-        elapsed = time.perf_counter() - start
-        h, w = image.shape[:2]
-        found = [{"xy": [[p.x * w, p.y * h] for p in lm.landmark],
-                  "hand": MIRRORED[label.classification[0].label]}
-                 for lm, label in zip(result.multi_hand_landmarks or [], result.multi_handedness or [])]
-        print(json.dumps({"time": elapsed, "landmarks": found}), flush=True)
-    hands.close()
+    serve(hands, source, limit, lambda result, w, h: [
+        {"xy": [[p.x * w, p.y * h] for p in lm.landmark], "hand": MIRRORED[label.classification[0].label]}
+        for lm, label in zip(result.multi_hand_landmarks or [], result.multi_handedness or [])])
 
 
 def describe(poses) -> list[dict]:
