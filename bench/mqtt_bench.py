@@ -68,7 +68,7 @@ def sizes() -> list[str]:
 
 def sink_on(broker: Broker, **overrides) -> MqttSink:
     settings = MqttSettings(host=broker.host, port=broker.port, device_id="bench", discovery=False, **overrides)
-    sink = MqttSink(settings, model_name="posenet")
+    sink = MqttSink(settings)
     sink.start()
     if not sink.connected.wait(5):
         raise RuntimeError(sink.last_error)

@@ -13,6 +13,8 @@
 #   PIPOSER_SKIP_SYSTEMD=1     no service user, no unit enable/start (the unit file is still copied)
 #   PIPOSER_WITH_MOSQUITTO=1   also install and enable a local Mosquitto broker
 #   PIPOSER_MODEL=name         model to fetch (default: posenet); PIPOSER_SKIP_MODEL=1 skips the step
+#   PIPOSER_CONFIG=file        install this file as /etc/piposer/config.toml, replacing the one there
+#                              (the previous one is kept as config.toml.old); `make deploy FLEET=...` uses it
 set -euo pipefail
 
 PREFIX="${PIPOSER_PREFIX:-}"
@@ -36,7 +38,11 @@ fi
 
 install_packages() {
   local packages=(python3 python3-venv python3-pip python3-numpy rsync)
-  # picamera2 and its libcamera bindings exist only as Debian packages on Raspberry Pi OS.
+  # picamera2 and its libcamera bindings exist only as Debian packages on Raspberry Pi OS, from its own
+  # apt repository; plain Debian (or the emulated Pi) has neither, and everything else works without.
+  if ! grep -Eqrs --include='*.list' --include='*.sources' 'raspberrypi\.(com|org)' /etc/apt/sources.list /etc/apt/sources.list.d; then
+    say "Raspberry Pi OS apt repository not configured (not Raspberry Pi OS?): going on with Debian's packages"
+  fi
   if apt-cache show python3-picamera2 >/dev/null 2>&1; then
     packages+=(python3-picamera2)
   else
@@ -58,7 +64,7 @@ copy_code() {
   mkdir -p "$APP_DIR/src"
   rsync -a --delete --exclude .git --exclude .venv --exclude '.bench-venv' --exclude '__pycache__' \
     --exclude '*.egg-info' --exclude .pytest_cache --exclude .hypothesis --exclude out \
-    "$SRC_DIR/" "$APP_DIR/src/"
+    --exclude deploy/host-config.toml "$SRC_DIR/" "$APP_DIR/src/"
 }
 
 make_venv() {
@@ -101,7 +107,14 @@ PY
 
 install_config() {
   mkdir -p "$CONF_DIR"
-  if [ -f "$CONF_DIR/config.toml" ]; then
+  if [ -n "${PIPOSER_CONFIG:-}" ]; then
+    [ -f "$PIPOSER_CONFIG" ] || { echo "piposer install: PIPOSER_CONFIG file not found: $PIPOSER_CONFIG" >&2; exit 1; }
+    if [ -f "$CONF_DIR/config.toml" ] && ! cmp -s "$PIPOSER_CONFIG" "$CONF_DIR/config.toml"; then
+      cp -p "$CONF_DIR/config.toml" "$CONF_DIR/config.toml.old"
+    fi
+    say "config $PIPOSER_CONFIG -> $CONF_DIR/config.toml"
+    install -m 0640 "$PIPOSER_CONFIG" "$CONF_DIR/config.toml"
+  elif [ -f "$CONF_DIR/config.toml" ]; then
     say "keeping existing $CONF_DIR/config.toml"
   else
     say "config -> $CONF_DIR/config.toml"
@@ -131,7 +144,12 @@ make_user() {
     fi
   done
   chown -R "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
-  chgrp "$SERVICE_USER" "$CONF_DIR/config.toml" "$CONF_DIR/web-password"
+  # The service may rewrite its own config and poses file (the web console saves zones and taught poses
+  # by writing a new file beside the old one and renaming it): the folder is the service group's, the
+  # config the service user's; the password file stays root's, readable by the group.
+  chgrp "$SERVICE_USER" "$CONF_DIR" "$CONF_DIR/web-password"
+  chmod 2770 "$CONF_DIR"
+  chown "$SERVICE_USER:$SERVICE_USER" "$CONF_DIR/config.toml"
 }
 
 install_unit() {

@@ -213,13 +213,14 @@ class Pose:
 
         return np.array([k.detected for k in self.keypoints], dtype=bool)
 
-    def move_to(self, xy: np.ndarray) -> None:
-        """Move the keypoints, in place, to the (K, 2) pixel positions `xy`; the box follows them."""
+    def move_to(self, xy: np.ndarray, box: Box | None = None) -> None:
+        """Move the keypoints, in place, to the (K, 2) pixel positions `xy`; the box follows them (or is
+        `box`, when the caller has worked it out already)."""
         width, height = self.image_size
         columns = (xy[:, 0].tolist(), xy[:, 1].tolist(), (xy[:, 0] / width).tolist(), (xy[:, 1] / height).tolist())
         for k, x, y, nx, ny in zip(self.keypoints, *columns):
             k.x, k.y, k.nx, k.ny = x, y, nx, ny
-        self.box = box_of(xy, self.detected())
+        self.box = box or box_of(xy, self.detected())
 
 
 def box_of(xy: np.ndarray, detected: np.ndarray) -> Box:

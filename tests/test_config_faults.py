@@ -34,6 +34,8 @@ def test_nested_too_deeply(tmp_path):
     ("[posenet]\noutput_stride = 16\nlong_side = 640", "posenet.long_side = 640: long_side-1 must be a multiple"),
     ("[posenet]\nlong_side = 481\ninput_size = [257, 353]", "posenet.long_side and posenet.input_size cannot both"),
     ('[movenet]\nrunning_mode = "stream"', "movenet.running_mode"),
+    ('[blazepose]\nperson_detector = "yolo"', "blazepose.person_detector = 'yolo' is not allowed"),
+    ("[blazepose]\ndetect_every = 0", "blazepose.detect_every"),
     ("[hands]\nnum_hands = 0", "hands.num_hands"),
     ("[hands]\nmin_hand_presence_confidence = 1.5", "hands.min_hand_presence_confidence"),
     ('[[osc]]\nport = 70000', "osc.port must be within 1..65535"),
@@ -41,6 +43,8 @@ def test_nested_too_deeply(tmp_path):
     ('[[osc]]\nkeypoints = ["nose", "tail"]', "unknown keypoint 'tail'"),
     ('[[osc]]\nlayout = "columns"', "osc[0].layout = 'columns' is not allowed"),
     ("[web]\nport = 0", "web.port must be within 1..65535"),
+    ("[mqtt]\nimage_width = 10", "mqtt.image_width must be within 64..4096"),
+    ("[mqtt]\nimage_interval = -5", "mqtt.image_interval must be"),
     ('[web]\nallow_origins = ["laptop.local"]', "web.allow_origins: 'laptop.local' is not an origin"),
 ])
 def test_bad_values_are_one_line_naming_the_key(tmp_path, text, key):

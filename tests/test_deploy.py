@@ -6,12 +6,15 @@ Also: shellcheck on the shell scripts, and `systemd-analyze verify` on the unit.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import shutil
 import socket
 import subprocess
+import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -29,11 +32,10 @@ def need(*tools: str) -> None:
         pytest.skip(f"not installed: {', '.join(missing)} (make test-deps)")
 
 
-@pytest.fixture
-def sshd(tmp_path):
+@contextlib.contextmanager
+def sshd_server(d: Path):
     """A non-daemon sshd on 127.0.0.1 that lets the current user in with a fresh key; yields SSH options."""
     need(SSHD, "ssh", "ssh-keygen", "rsync")
-    d = tmp_path / "ssh"
     d.mkdir()
     for key in ("host_key", "client_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
@@ -55,10 +57,18 @@ def sshd(tmp_path):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"sshd did not start: {server.stderr.read() if server.poll() is not None else 'timeout'}")
             time.sleep(0.05)
-    yield (f"-p {port} -i {d / 'client_key'} -o IdentitiesOnly=yes -o BatchMode=yes "
-           "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
-    server.terminate()
-    server.wait(timeout=10)
+    try:
+        yield (f"-p {port} -i {d / 'client_key'} -o IdentitiesOnly=yes -o BatchMode=yes "
+               "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    with sshd_server(tmp_path / "ssh") as opts:
+        yield opts
 
 
 def make_deploy(ssh_opts: str, prefix: Path, remote: Path) -> subprocess.CompletedProcess:
@@ -118,9 +128,102 @@ def test_deploy_without_host_says_how():
     assert "usage: make deploy HOST=user@" in result.stdout
 
 
+def test_fleet_deploys_in_parallel_with_per_host_config_and_names_the_failure(tmp_path):
+    """Two sshd targets get their own config from one inventory at the same time; a third, unreachable,
+    fails loudly in the summary and the exit code."""
+    from piposer import config
+
+    need("make")
+    with sshd_server(tmp_path / "ssh-a") as ssh_a, sshd_server(tmp_path / "ssh-b") as ssh_b:
+        user = getpass.getuser()
+        inventory = tmp_path / "fleet.toml"
+        inventory.write_text(f"""
+[defaults]
+env = {{ PIPOSER_SKIP_APT = 1, PIPOSER_SKIP_SYSTEMD = 1, PIPOSER_MODEL = "{MODEL_FILE}" }}
+[defaults.config.mqtt]
+host = "broker.lan"
+[defaults.config.loop]
+max_fps = 12
+
+[hosts.kitchen]
+address = "{user}@127.0.0.1"
+ssh_opts = "{ssh_a}"
+location = "Kitchen"
+env = {{ DEPLOY_PREFIX = "{tmp_path / 'kitchen'}", REMOTE_DIR = "{tmp_path / 'src-kitchen'}" }}
+[hosts.kitchen.config.source]
+source = "/dev/video1"
+
+[hosts.hall]
+address = "{user}@127.0.0.1"
+ssh_opts = "{ssh_b}"
+device_id = "hall-door"
+env = {{ DEPLOY_PREFIX = "{tmp_path / 'hall'}", REMOTE_DIR = "{tmp_path / 'src-hall'}" }}
+[hosts.hall.config.loop]
+max_fps = 5
+
+[hosts.attic]
+address = "{user}@127.0.0.1"
+ssh_opts = "-p {free_port()} -o BatchMode=yes -o ConnectTimeout=5"
+""")
+        result = subprocess.run(["make", "-s", "deploy", f"FLEET={inventory}", f"PYTHON={sys.executable}"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode != 0
+    summary = result.stdout[result.stdout.index("fleet deploy: 2 of 3 hosts ok, 1 FAILED"):].splitlines()
+    assert [line.split()[0] for line in summary[1:]] == ["kitchen", "hall", "attic"]
+    assert summary[1].endswith(" ok") and summary[2].endswith(" ok")
+    assert "FAILED (exit 2)" in summary[3] and "Connection refused" in summary[3]
+
+    kitchen = config.load(tmp_path / "kitchen/etc/piposer/config.toml", check_files=False)
+    hall = config.load(tmp_path / "hall/etc/piposer/config.toml", check_files=False)
+    assert (kitchen.mqtt.device_id, kitchen.mqtt.area, kitchen.mqtt.host) == ("kitchen", "Kitchen", "broker.lan")
+    assert (kitchen.source.source, kitchen.loop.max_fps) == ("/dev/video1", 12)
+    assert (hall.mqtt.device_id, hall.mqtt.area, hall.mqtt.host) == ("hall-door", "", "broker.lan")
+    assert (hall.source.source, hall.loop.max_fps) == ("auto", 5)
+    for prefix in ("kitchen", "hall"):
+        assert (tmp_path / prefix / "opt/piposer/venv/bin/piposer").is_file()
+        # the per-host config (it may hold a password) is not left in the installed code, nor readable by others
+        assert not (tmp_path / prefix / "opt/piposer/src/deploy/host-config.toml").exists()
+        assert (tmp_path / f"src-{prefix}/deploy/host-config.toml").stat().st_mode & 0o077 == 0
+
+
+def test_fleet_rejects_a_bad_inventory_naming_the_key(tmp_path):
+    inventory = tmp_path / "fleet.toml"
+    inventory.write_text('[hosts.kitchen]\naddress = "pi@kitchen.local"\nlocaton = "Kitchen"\n')
+    result = subprocess.run([sys.executable, str(ROOT / "deploy/fleet.py"), "--inventory", str(inventory)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"fleet.py: error: {inventory}: hosts.kitchen.locaton is not a setting")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_fleet_example_inventory_writes_valid_configs(tmp_path):
+    """deploy/fleet.toml, as shipped, gives each host a config that piposer loads with the intended values."""
+    from piposer import config
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        import fleet
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+    hosts = {h.name: h for h in fleet.read_inventory(ROOT / "deploy/fleet.toml")}
+    assert list(hosts) == ["kitchen", "hall", "studio"]
+    loaded = {}
+    for name, host in hosts.items():
+        path = tmp_path / f"{name}.toml"
+        path.write_text(fleet.toml_text(host.config))
+        assert tomllib.loads(path.read_text()) == host.config  # the writer round-trips
+        loaded[name] = config.load(path, check_files=False)
+    assert [(c.mqtt.device_id, c.mqtt.area) for c in loaded.values()] == [
+        ("kitchen", "Kitchen"), ("hall-door", "Hall"), ("studio", "")]
+    assert loaded["hall"].source.source == "/dev/video0" and loaded["kitchen"].source.source == "auto"
+    assert loaded["studio"].model.name == "movenet-multipose" and loaded["studio"].loop.max_fps == 15
+    assert hosts["studio"].env == {"PIPOSER_LITERT": "1", "PIPOSER_WITH_MOSQUITTO": "1"}
+    assert hosts["studio"].ssh_opts.startswith("-p 2222")
+
+
 def test_shell_scripts_pass_shellcheck():
     need("shellcheck")
-    scripts = [ROOT / "deploy/install.sh", ROOT / ".ci/run"]
+    scripts = [ROOT / "deploy/install.sh", ROOT / ".ci/run", *sorted((ROOT / "deploy/emulated-pi").glob("*.sh"))]
     result = subprocess.run(["shellcheck", "--severity=style", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 

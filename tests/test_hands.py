@@ -16,6 +16,7 @@ from broker import Broker, Subscriber
 from conftest import DATA
 from piposer import Hands, PiposerError
 from piposer.sinks.mqtt import MqttSettings, MqttSink
+from piposer.sinks.mqtt_settings import MqttSetup
 from piposer.tools.cli import main
 from piposer.types import HAND21, Frame, pose_to_dict
 
@@ -150,7 +151,8 @@ def test_hands_on_mqtt_are_the_documented_payload(tmp_path):
         shot = Frame(cv2.imread(str(TWO_HANDS))[20:580, 0:800].copy(), 4, time.monotonic(), 1_700_000_000.0)
         found = hands.estimate(shot)
     with Broker(tmp_path / "broker") as broker, Subscriber(broker, "piposer/hands/#") as sub:
-        sink = MqttSink(MqttSettings(host=broker.host, port=broker.port, device_id="hands"), model_name="hands-full")
+        sink = MqttSink(MqttSettings(host=broker.host, port=broker.port, device_id="hands", discovery=False),
+                        MqttSetup(model_name="hands-full"))
         sink.start()
         assert sink.connected.wait(5), sink.last_error
         try:

@@ -23,6 +23,7 @@ from piposer.errors import PiposerError
 from piposer.estimators import ModelSettings
 from piposer.estimators.posenet import PoseNetEstimator, PoseNetSettings
 from piposer.sinks.mqtt import MqttSettings, MqttSink
+from piposer.sinks.mqtt_settings import MqttSetup
 from piposer.types import COCO17, Frame, make_pose, pose_to_dict
 
 IMAGE = np.zeros((480, 640, 3), np.uint8)
@@ -39,12 +40,13 @@ def make_sink():
     """Build sinks on a test broker with quick reconnects; all are closed at the end of the test."""
     sinks = []
 
-    def make(broker: Broker, *, start: bool = True, on_request=None, count_hold: float = 0.0, **overrides) -> MqttSink:
+    def make(broker: Broker, *, start: bool = True, on_request=None, count_hold: float = 0.0, setup: dict | None = None,
+             **overrides) -> MqttSink:
         settings = MqttSettings(**{
             "host": broker.host, "port": broker.port, "device_id": "test", "keepalive": 5,
             "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2, **overrides,
         })
-        sink = MqttSink(settings, model_name="posenet", on_request=on_request, count_hold=count_hold)
+        sink = MqttSink(settings, MqttSetup(count_hold=count_hold, **(setup or {})), on_request=on_request)
         sinks.append(sink)
         if start:
             sink.start()
@@ -63,6 +65,11 @@ def person(dx: float = 0.0):
 
 def frame(index: int) -> Frame:
     return Frame(IMAGE, index, time.monotonic(), 1_700_000_000.0 + index)
+
+
+def running(message) -> bool:
+    """A `state` message from a detecting sink (not the "starting" one sent before the first frame)."""
+    return message.json()["status"] == "running"
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:
@@ -93,12 +100,13 @@ def test_subscriber_receives_the_topic_contract(broker, make_sink):
         assert [len(m.json()["poses"]) for m in messages] == [2, 1, 1, 0]
         assert not any(m.retain for m in messages)
 
-        # state only on change: 2 people, 1, 0 (the repeated 1 sends nothing)
-        states = sub.wait_for("piposer/test/state", 3)
+        # state only on change: 2 people, 1, 0 (the repeated 1 sends nothing); a "starting" state before the
+        # first frame may have been replaced by the first before it went out
+        states = sub.wait_for("piposer/test/state", 3, where=running)
         assert [s.json() for s in states] == [
-            {"people": 2, "presence": True, "since": 1_700_000_000.0},
-            {"people": 1, "presence": True, "since": 1_700_000_001.0},
-            {"people": 0, "presence": False, "since": 1_700_000_003.0},
+            {"people": 2, "presence": True, "since": 1_700_000_000.0, "status": "running"},
+            {"people": 1, "presence": True, "since": 1_700_000_001.0, "status": "running"},
+            {"people": 0, "presence": False, "since": 1_700_000_003.0, "status": "running"},
         ]
 
         (event,) = sub.wait_for("piposer/test/events")
@@ -148,9 +156,9 @@ def test_state_count_is_debounced_by_count_hold(broker, make_sink):
         for i, poses in enumerate(counts):  # 10 fps
             sink.publish(Frame(IMAGE, i, t0 + i / 10, 1_700_000_000.0 + i / 10), poses)
             if i in changes:  # state is last-value-wins when the link is busy: let each change arrive
-                sub.wait_for("piposer/test/state", changes[i])
+                sub.wait_for("piposer/test/state", changes[i], where=running)
         time.sleep(0.3)
-        assert [(m.json()["people"], m.json()["since"]) for m in sub.on("piposer/test/state")] == [
+        assert [(m.json()["people"], m.json()["since"]) for m in sub.on("piposer/test/state") if running(m)] == [
             (2, 1_700_000_000.0), (1, 1_700_000_001.6), (0, 1_700_000_002.8), (1, 1_700_000_003.0)]
 
 
@@ -164,7 +172,7 @@ def test_last_will_on_unclean_disconnect(broker, tmp_path, how):
         sys.path.insert(0, {str(ROOT)!r})
         from piposer.sinks.mqtt import MqttSettings, MqttSink
         sink = MqttSink(MqttSettings(host="127.0.0.1", port={broker.port}, device_id="crash", discovery=False,
-                                     keepalive=1), model_name="posenet")
+                                     keepalive=1))
         sink.start()
         print("connected" if sink.connected.wait(5) else "failed", flush=True)
         time.sleep(60)
@@ -327,13 +335,13 @@ def test_real_model_poses_on_a_real_image(broker, make_sink):
         sink = make_sink(broker)
         sink.publish(shot, poses)
         data = sub.wait_for("piposer/test/poses")[0].json()
-        state = sub.wait_for("piposer/test/state")[0].json()
+        state = sub.wait_for("piposer/test/state", where=running)[0].json()
 
     assert {k: data[k] for k in ("frame", "timestamp", "width", "height", "model")} == {
         "frame": 7, "timestamp": 1_700_000_123.5, "width": 640, "height": 425, "model": "posenet",
     }
     assert data["poses"] == [pose_to_dict(p) for p in poses]
-    assert state == {"people": 1, "presence": True, "since": 1_700_000_123.5}
+    assert state == {"people": 1, "presence": True, "since": 1_700_000_123.5, "status": "running"}
     (pose,) = data["poses"]
     keypoints = [pose["keypoints"][name] for name in COCO17.keypoints]
     xy = np.array([(k["x"], k["y"]) for k in keypoints])
@@ -366,11 +374,11 @@ def test_tls_with_client_certificate(tmp_path, make_sink):
 def test_tls_file_errors_name_the_key(tmp_path):
     missing = tmp_path / "missing-ca.crt"
     with pytest.raises(PiposerError, match=f"^mqtt.tls_ca: no such file {missing}$"):
-        MqttSink(MqttSettings(tls=True, tls_ca=str(missing)), model_name="posenet")
+        MqttSink(MqttSettings(tls=True, tls_ca=str(missing)))
     garbage = tmp_path / "ca.crt"
     garbage.write_text("not a certificate")
     with pytest.raises(PiposerError, match="^mqtt.tls_ca / tls_cert / tls_key: cannot load the TLS files: "):
-        MqttSink(MqttSettings(tls=True, tls_ca=str(garbage)), model_name="posenet")
+        MqttSink(MqttSettings(tls=True, tls_ca=str(garbage)))
 
 
 def test_close_while_broker_unreachable_returns_promptly(tmp_path, make_sink):
@@ -405,7 +413,7 @@ def test_frozen_broker_never_blocks_the_frame_loop(broker, make_sink):
 def test_rate_limit_uses_the_injected_clock_and_state_still_follows_every_frame(broker, make_sink):
     now = [0.0]
     settings = MqttSettings(host=broker.host, port=broker.port, device_id="test", discovery=False, max_rate_hz=10)
-    sink = MqttSink(settings, model_name="posenet", clock=lambda: now[0])
+    sink = MqttSink(settings, clock=lambda: now[0])
     sink.start()
     try:
         assert sink.connected.wait(5)
@@ -413,11 +421,11 @@ def test_rate_limit_uses_the_injected_clock_and_state_still_follows_every_frame(
             for i in range(10):  # 20 fps for half a second
                 now[0] = i * 0.05
                 sink.publish(frame(i), [person()] if i < 9 else [])
-                sub.wait_for("piposer/test/state", 1 if i < 9 else 2)
+                sub.wait_for("piposer/test/state", 1 if i < 9 else 2, where=running)
             now[0] = 1.0
             sink.publish(frame(10), [])  # admitted again: everything before it has arrived by then
             received = sub.wait_for("piposer/test/poses", 6)
             assert [m.json()["frame"] for m in received] == [0, 2, 4, 6, 8, 10]
-            assert [m.json()["people"] for m in sub.on("piposer/test/state")] == [1, 0]  # frame 9, not throttled
+            assert [m.json()["people"] for m in sub.on("piposer/test/state") if running(m)] == [1, 0]  # frame 9
     finally:
         sink.close()

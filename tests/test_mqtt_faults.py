@@ -41,7 +41,7 @@ def make_sink():
             "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2, **overrides,
         })
         received: list[Command] = []
-        sink = MqttSink(settings, model_name="posenet", on_request=received.append)
+        sink = MqttSink(settings, on_request=received.append)
         sink.received = received
         sinks.append(sink)
         sink.start()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from piposer.errors import PiposerError
-from piposer.sinks.hass import discovery_configs, node_id
 from piposer.sinks.mqtt import MqttSettings
 from piposer.sinks.outbox import Message, Outbox
 from piposer.sinks.payloads import cpu_temperature, encode, percentiles_ms, poses_payload, state_payload
@@ -52,7 +51,8 @@ def test_encode_is_compact_and_strict_json():
 
 
 def test_state_payload():
-    assert state_payload(0, 12.3456) == {"people": 0, "presence": False, "since": 12.346}
+    assert state_payload(0, 12.3456) == {"people": 0, "presence": False, "since": 12.346, "status": "running"}
+    assert state_payload(0, 1.0, "paused")["status"] == "paused"
     assert state_payload(2, 1.0)["presence"] is True
 
 
@@ -111,22 +111,6 @@ def test_outbox_drops_oldest_and_keeps_latest_values():
     while (m := box.get(timeout=0)) is not None:
         got.append((m.topic, m.payload))
     assert got == [("availability", b"online"), ("state", b"new"), ("e", b"e"), ("p", b"2"), ("p", b"3"), ("p", b"4")]
-
-
-def test_discovery_configs():
-    configs = discovery_configs("homeassistant", "piposer/hall.pi", "hall.pi", "posenet", 10)
-    assert sorted(configs) == [
-        "homeassistant/binary_sensor/hall_pi/presence/config",
-        "homeassistant/sensor/hall_pi/fps/config",
-        "homeassistant/sensor/hall_pi/people/config",
-    ]
-    presence = configs["homeassistant/binary_sensor/hall_pi/presence/config"]
-    assert presence["state_topic"] == "piposer/hall.pi/state"
-    assert presence["availability_topic"] == "piposer/hall.pi/availability"
-    assert presence["unique_id"] == "piposer_hall_pi_presence"
-    assert presence["device"]["identifiers"] == ["piposer_hall_pi"]
-    assert configs["homeassistant/sensor/hall_pi/fps/config"]["expire_after"] == 30
-    assert node_id("a b/c+d") == "a_b_c_d"
 
 
 def test_settings_defaults_and_topics(monkeypatch):

@@ -141,4 +141,8 @@ def create(config, running_mode: str | None = None, store: ModelStore | None = N
     if running_mode and hasattr(settings, "running_mode"):
         settings = dataclasses.replace(settings, running_mode=running_mode)
     estimator = getattr(importlib.import_module(f".{module}", __name__), name)
+    if family == "blazepose" and settings.person_detector != "blazepose":  # top-down: another model proposes people
+        from .topdown import build_proposer
+
+        return estimator(config.model, settings, store, build_proposer(config, settings.person_detector, store))
     return estimator(config.model, settings, store)

@@ -27,6 +27,8 @@ from .stages import SsdDetector, Stopwatch, find_tensors, to_input
 LANDMARK_SIZE = 256
 ROI_SCALE = 1.25          # margin around the alignment square the landmark model was trained with
 SAME_PERSON_DISTANCE = 0.1  # median landmark distance, in body sizes, below which two results are one person
+SAME_ROI_DISTANCE = 0.1     # a proposed ROI this close (in ROI sides) to a found person's, and
+SAME_ROI_SIZE = 1.3         # of a side within this factor, is that person again
 NUM_LANDMARKS = 33        # the model also predicts 6 auxiliary points; 33 and 34 align the next ROI
 HEATMAP_KERNEL = 7        # window for refining landmarks on the heatmap
 HEATMAP_MIN_CONFIDENCE = 0.5
@@ -41,13 +43,13 @@ VISIBILITY_ALPHA = 0.1
 class PoseDetector:
     """The BlazePose person detector: letterboxed frame in, hip centre and scale point per person out."""
 
-    def __init__(self, path, num_threads: int):
+    def __init__(self, path, num_threads: int, mirror: bool, min_score: float):
         self.ssd = SsdDetector(path, num_threads, POSE_DETECTOR_ANCHORS, 4, (-1.0, 1.0), "BlazePose person detector")
+        self.mirror, self.min_score = mirror, min_score
 
-    def detect(self, image: np.ndarray, mirror: bool, min_score: float, max_count: int,
-               clock: Stopwatch) -> list[Roi]:
-        """ROIs (image pixels) of up to `max_count` people, best first."""
-        points = self.ssd.detect(image, mirror, min_score, max_count, clock).keypoints
+    def detect(self, image: np.ndarray, max_count: int, clock: Stopwatch) -> list[Roi]:
+        """ROIs (pixels of the possibly mirrored image) of up to `max_count` people, best first."""
+        points = self.ssd.detect(image, self.mirror, self.min_score, max_count, clock).keypoints
         return [roi_from_alignment(p[0], p[1], ROI_SCALE) for p in points]
 
 
@@ -157,6 +159,17 @@ class Track:
     smoother: PoseSmoother | None = field(default=None)
 
 
+def _measured(roi: Roi, found: list[Landmarks]) -> bool:
+    """Whether `roi` is where a person already found this frame will be looked for next (centres within a tenth
+    of the side, sides within 30%): the detector proposing a tracked person again costs no landmark run."""
+    if not found:
+        return False
+    known = np.array([(r.cx, r.cy, r.size) for r in (lm.alignment_roi() for lm in found)])
+    near = np.hypot(known[:, 0] - roi.cx, known[:, 1] - roi.cy) < SAME_ROI_DISTANCE * known[:, 2]
+    alike = np.abs(np.log(known[:, 2] / max(roi.size, 1e-9))) < np.log(SAME_ROI_SIZE)
+    return bool((near & alike).any())
+
+
 def _same_person(a: Landmarks, b: Landmarks) -> bool:
     """Whether two results are one person found twice: landmarks within a tenth of the body size of each other."""
     size = a.alignment_roi(scale=1.0).size
@@ -168,6 +181,8 @@ class BlazePoseEstimator(BaseEstimator):
     """BlazePose on TFLite: frame in, up to `num_poses` poses (BlazePose-33 layout, image pixels) out.
 
     Keypoint `score` is the landmark's visibility; the pose score is the landmark model's presence.
+    People are found by BlazePose's detector or, with `person_detector` "posenet" or "movenet", by that
+    multi-person estimator (`proposer`, built from defaults if not given; topdown.py).
     `detector_runs` counts detector invocations (tracking skips it while people stay found);
     `timings` holds the last frame's seconds per stage (preprocess, invoke, decode).
     """
@@ -175,18 +190,26 @@ class BlazePoseEstimator(BaseEstimator):
     layout = BLAZEPOSE33
 
     def __init__(self, model: ModelSettings | None = None, settings: BlazePoseSettings | None = None,
-                 store: ModelStore | None = None):
+                 store: ModelStore | None = None, proposer=None):
         self.model_settings = replace(model) if model else ModelSettings(name="blazepose-full")
-        self.settings = settings or BlazePoseSettings()
+        self.settings = s = settings or BlazePoseSettings()
         store = store or ModelStore.from_environment()
         landmark = store.resolve(self.model_settings.name)
-        detector = store.resolve(self.settings.detector)
         self.model_name = landmark.name
-        threads = self.model_settings.num_threads
-        self.detector = PoseDetector(detector.path, threads)
+        threads, mirror = self.model_settings.num_threads, self.model_settings.flip_horizontal
         self.landmarker = PoseLandmarker(landmark.path, threads)
+        if s.person_detector == "blazepose":
+            self.detector = PoseDetector(store.resolve(s.detector).path, threads, mirror,
+                                         s.min_pose_detection_confidence)
+        else:
+            from ..config import Config
+            from .topdown import PoseProposer, build_proposer
+
+            proposer = proposer or build_proposer(Config(model=self.model_settings), s.person_detector, store)
+            self.detector = PoseProposer(proposer, ROI_SCALE)
         self.tracks: list[Track] = []
         self.detector_runs = 0
+        self.frames_since_detection = 0
         self.timings: dict[str, float] = {}
 
     @property
@@ -200,6 +223,7 @@ class BlazePoseEstimator(BaseEstimator):
     def _estimate(self, frame: Frame) -> list[Pose]:
         image, mirror, s = frame.image, self.model_settings.flip_horizontal, self.settings
         clock = Stopwatch()
+        self.frames_since_detection += 1
         found: list[tuple[Track, Landmarks]] = []
 
         def admit(track: Track, threshold: float) -> None:
@@ -209,10 +233,12 @@ class BlazePoseEstimator(BaseEstimator):
 
         for track in self.tracks:
             admit(track, s.min_tracking_confidence)
-        if len(found) < s.num_poses:
+        lost = len(found) < len(self.tracks)
+        if len(found) < s.num_poses and (lost or not found or self.frames_since_detection >= s.detect_every):
             self.detector_runs += 1
-            for roi in self.detector.detect(image, mirror, s.min_pose_detection_confidence, s.num_poses, clock):
-                if len(found) < s.num_poses:
+            self.frames_since_detection = 0
+            for roi in self.detector.detect(image, s.num_poses, clock):
+                if len(found) < s.num_poses and not _measured(roi, [lm for _, lm in found]):
                     admit(Track(roi, PoseSmoother() if s.smooth_landmarks and self.tracking else None),
                           s.min_pose_presence_confidence)
         poses = []
@@ -236,7 +262,7 @@ class BlazePoseEstimator(BaseEstimator):
         return pose
 
     def close(self) -> None:
-        """Forget tracked people; the models need no explicit release."""
+        """Forget tracked people; the models (the proposer's too) need no explicit release."""
         self.tracks = []
 
 

@@ -20,7 +20,7 @@ from ..modelstore import ModelStore
 from ..types import COCO17, Frame, Pose, make_pose
 from . import BaseEstimator, settings_from
 from .movenet_crop import next_crop_region
-from .roi import Roi, crop, letterbox_roi, shrink
+from .roi import Roi, crop, letterbox_roi, mirrored, shrink
 from .tiles import distinct, tile_regions
 from .settings import ModelSettings, MoveNetSettings
 
@@ -52,12 +52,13 @@ class MoveNetEstimator(BaseEstimator):
         self.timings: dict[str, float] = {}
 
     def preprocess(self, image: np.ndarray, region: Roi) -> np.ndarray:
-        """The square `region` of the BGR frame (mirrored first if flip_horizontal) as the model's RGB input;
-        centred letterboxing scored MultiPose AP 0.363 on coco_dev against 0.342 top-left."""
-        small, small_region = shrink(image, region, self.side)
-        rgb = cv2.cvtColor(crop(small, small_region, self.side, self.model_settings.flip_horizontal,
-                                cv2.BORDER_CONSTANT), cv2.COLOR_BGR2RGB)
-        return rgb[None]
+        """The square `region` of the BGR frame (of its mirror image if flip_horizontal) as the model's RGB
+        input; centred letterboxing scored MultiPose AP 0.363 on coco_dev against 0.342 top-left."""
+        mirror = self.model_settings.flip_horizontal
+        small, small_region = shrink(image, mirrored(region, image.shape[1], self.side) if mirror else region,
+                                     self.side)
+        patch = crop(small, small_region, self.side, border=cv2.BORDER_CONSTANT)
+        return cv2.cvtColor(cv2.flip(patch, 1) if mirror else patch, cv2.COLOR_BGR2RGB)[None]
 
     def regions(self, width: int, height: int) -> list[Roi]:
         """The squares of the frame the model runs on: SinglePose's crop region, or MultiPose's tiles."""
@@ -93,7 +94,7 @@ class MoveNetEstimator(BaseEstimator):
         people = output.reshape(-1, 51 if self.single else ROW)
         points = people[:, :51].reshape(-1, 17, 3)
         xy = region.project(points[:, :, 1::-1].reshape(-1, 2) * self.side, self.side).reshape(-1, 17, 2)
-        scores = points[:, :, 2].mean(axis=1) if self.single else people[:, -1]
+        scores = points[:, :, 2].sum(axis=1) / 17 if self.single else people[:, -1]
         if self.single and self.settings.running_mode == "video":
             self.region = next_crop_region(xy[0], points[0, :, 2], frame.width, frame.height)
         size = (frame.width, frame.height)

@@ -30,7 +30,7 @@ def next_crop_region(xy: np.ndarray, scores: np.ndarray, width: int, height: int
     """
     if not torso_visible(scores):
         return letterbox_roi(width, height)
-    centre = xy[HIPS].mean(axis=0)
+    centre = (xy[HIPS[0]] + xy[HIPS[1]]) / 2
     torso_reach = np.abs(xy[SHOULDERS + HIPS] - centre).max()
     body_reach = np.abs(xy[scores > MIN_CROP_KEYPOINT_SCORE] - centre).max()
     half = max(torso_reach * TORSO_EXPANSION, body_reach * BODY_EXPANSION)

@@ -9,6 +9,7 @@ from typing import Literal
 from ..checks import check_range
 
 MAX_THREADS = 64
+PERSON_DETECTORS = ("blazepose", "posenet", "movenet")
 MAX_INPUT_SIDE = 4096  # px per side of the model input: beyond this a Pi runs out of memory, not accuracy
 
 
@@ -83,6 +84,10 @@ class BlazePoseSettings:
 
     `running_mode = "image"` treats every frame on its own; "video" tracks people from frame to frame
     (skipping the detector while they stay found) and smooths landmarks if `smooth_landmarks`.
+    `person_detector` finds the people: BlazePose's own detector (people near the camera), or the
+    multi-person "posenet" or "movenet" (MultiPose) model with its own section's settings, each
+    proposal measured by the landmark model. In video mode, while fewer than `num_poses` people are
+    tracked, it looks for more every `detect_every` frames, and at once when someone is lost.
     """
 
     running_mode: Literal["image", "video"] = "video"
@@ -93,11 +98,17 @@ class BlazePoseSettings:
     output_segmentation_masks: bool = False
     smooth_landmarks: bool = True
     detector: str = "blazepose-detector"
+    person_detector: Literal["blazepose", "posenet", "movenet"] = "blazepose"
+    detect_every: int = 10
 
     def __post_init__(self):
         from ..checks import check_range
 
+        if self.person_detector not in PERSON_DETECTORS:
+            raise ValueError(f"blazepose.person_detector = {self.person_detector!r}: must be one of "
+                             f"{', '.join(PERSON_DETECTORS)}")
         check_range("blazepose.num_poses", self.num_poses, 1, 100)
+        check_range("blazepose.detect_every", self.detect_every, 1, 10000)
         for name in ("min_pose_detection_confidence", "min_pose_presence_confidence", "min_tracking_confidence"):
             check_range(f"blazepose.{name}", getattr(self, name), 0, 1)
 

@@ -182,6 +182,8 @@ class App:
     def stats_dict(self) -> dict:
         data = self.stats.as_dict()
         data["paused"] = self.paused
+        if self.paused:  # no frames are processed: the last window's rate would be a stale figure
+            data["fps"] = 0.0
         estimator = self.pipeline.estimator if self.pipeline else None
         data["model"] = getattr(estimator, "model_name", None)
         data["estimator_ms"] = {k: round(v * 1000, 2) for k, v in getattr(estimator, "timings", {}).items()}
@@ -282,9 +284,20 @@ class App:
             pipeline.stages = stages
             changed.append("poses")
         pipeline.sinks = self.sinks.sinks
-        pipeline.min_pose_score = config.loop.min_pose_score
         self.config, self.settings = config, config.loop
+        self._apply_config_thresholds(config)
         return changed
+
+    def _apply_config_thresholds(self, config) -> None:
+        """A reload puts both thresholds back to the config's (a `thresholds` command lasts until then);
+        when that changes them, `thresholds` says so, so every display of them stays true."""
+        pipeline, estimator = self.pipeline, self.pipeline.estimator
+        before = (estimator.keypoint_threshold, pipeline.min_pose_score)
+        estimator.set_thresholds(keypoint_threshold=config.model.keypoint_threshold)
+        pipeline.min_pose_score = config.loop.min_pose_score
+        if (estimator.keypoint_threshold, pipeline.min_pose_score) != before:
+            self.bus.emit(EventKind.THRESHOLDS, reason="reload", keypoint_threshold=estimator.keypoint_threshold,
+                          pose_threshold=pipeline.min_pose_score)
 
     def _stages(self, config) -> list:
         """The taught-pose classifier (labels on poses, `pose` events) when there is a poses file."""

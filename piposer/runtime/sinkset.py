@@ -50,16 +50,29 @@ def _build_rules(app: App, settings) -> Sink:
 
 
 def _mqtt(config):
-    wanted = config.mqtt.enabled
-    return (config.mqtt, config.model.name, config.loop.stats_interval, config.tracking.count_hold) if wanted else None
+    if not config.mqtt.enabled:
+        return None
+    from ..rules.library import PoseLibrary
+    from ..rules.zones import named_zones
+    from ..sinks.mqtt_settings import MqttSetup
+    from ..sinks.hass import console_url
+
+    gestures = tuple(PoseLibrary.load(config.poses.file).labels()) if config.poses.file else ()
+    return config.mqtt, MqttSetup(
+        model_name=config.model.name, stats_interval=config.loop.stats_interval,
+        count_hold=config.tracking.count_hold, zones=tuple(named_zones(config.rules)),
+        rules=tuple(rule.name for rule in config.rules), gestures=gestures,
+        keypoint_threshold=config.model.keypoint_threshold, pose_threshold=config.loop.min_pose_score,
+        configuration_url=console_url(config.web.bind, config.web.port, config.web.scheme) if config.web.enabled else None,
+        mirrored=config.model.flip_horizontal,
+    )
 
 
 def _build_mqtt(app: App, settings) -> Sink:
     from ..sinks.mqtt import MqttSink
 
-    mqtt, model_name, stats_interval, count_hold = settings
-    sink = MqttSink(mqtt, model_name=model_name, on_request=app.command, stats_interval=stats_interval,
-                    count_hold=count_hold)
+    mqtt, setup = settings
+    sink = MqttSink(mqtt, setup, on_request=app.command)
     sink.start()
     if not sink.connected.wait(MQTT_CONNECT_WAIT):
         app.log(f"MQTT broker {mqtt.host}:{mqtt.port} not reachable yet ({sink.last_error}); "

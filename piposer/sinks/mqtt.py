@@ -1,4 +1,5 @@
-"""The MQTT sink: publishes poses, state, stats and events under `<prefix>/<device_id>/` and takes `set` commands.
+"""The MQTT sink: publishes poses, state, zones, rules, controls, stats, events and pictures under
+`<prefix>/<device_id>/`, announces them to Home Assistant, and takes `set` commands.
 
 The frame loop only ever appends to a bounded in-memory outbox; a sender thread hands messages to
 paho's network thread while connected, so a slow or absent broker costs dropped messages (counted),
@@ -20,16 +21,18 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from ..commands import MAX_PAYLOAD, Command, CommandError, parse_command
+from ..commands import MAX_PAYLOAD, Command, CommandError, Snapshot, parse_command
 from ..errors import PiposerError
-from ..events import Event
+from ..events import Edge, Event, EventKind
+from ..rules.zones import ZoneCounts
 from ..tracking.counts import HeldCount
 from ..types import Frame, Pose
 from . import Sink
-from .hass import discovery_configs
-from .mqtt_settings import MqttSettings
+from .hass import discovery_configs, node_id
+from .mqtt_settings import MqttSettings, MqttSetup
 from .outbox import Message, Outbox
 from .payloads import cpu_temperature, encode, event_payload, percentiles_ms, poses_payload, state_payload
+from .picture import PictureEncoder
 from .throttle import Throttle
 
 log = logging.getLogger("piposer.mqtt")
@@ -38,13 +41,18 @@ WINDOW = 64  # messages handed to paho but not yet written (QoS 0) or acknowledg
 LATENCY_SAMPLES = 10_000
 
 
-class MqttSink(Sink):
-    """Publishes to `<prefix>/<device_id>/{availability,poses,state,stats,events}` and listens on `.../set`.
+TOPICS = ("availability", "poses", "state", "zones", "rules", "controls", "stats", "events", "image", "set",
+          "discovery")
 
-    `on_request` is called from paho's network thread with each validated command; it should only
-    queue the command for the app's own thread. `clock` is the monotonic clock frames are stamped with.
-    Events from the bus go out on `events`, loop stats on `stats`; pausing publishes one empty frame.
-    The `state` people count is debounced over `count_hold` seconds (tracking/counts.py).
+
+class MqttSink(Sink):
+    """Publishes to `<prefix>/<device_id>/...` (docs/mqtt.md) and listens on `.../set`.
+
+    `setup` is what the rest of the config says (model, zones, rules, thresholds). `on_request` is called
+    from paho's network thread with each validated command; it should only queue the command for the app's
+    own thread. `clock` is the monotonic clock frames are stamped with. Events from the bus go out on
+    `events`, loop stats on `stats`; pausing publishes one empty frame and `state` with status "paused".
+    The people counts are debounced over `setup.count_hold` seconds (tracking/counts.py).
     """
 
     name = "MqttSink"
@@ -52,20 +60,17 @@ class MqttSink(Sink):
     def __init__(
         self,
         settings: MqttSettings,
+        setup: MqttSetup = MqttSetup(),
         *,
-        model_name: str,
         on_request: Callable[[Command], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
-        stats_interval: float = 10.0,
-        count_hold: float = 0.0,
     ):
         self.settings = settings
-        self.model_name = model_name
+        self.setup = setup
         self.on_request = on_request
         self.clock = clock
-        self.stats_interval = stats_interval
         base = settings.base_topic
-        self.topics = {name: f"{base}/{name}" for name in ("availability", "poses", "state", "stats", "events", "set")}
+        self.topics = {name: f"{base}/{name}" for name in TOPICS}
         self.discovery_status_topic = f"{settings.discovery_prefix}/status"
         self.connected = threading.Event()
         self._disconnected = threading.Event()  # no socket open (set between connections)
@@ -76,7 +81,19 @@ class MqttSink(Sink):
         self._outbox = Outbox(settings.queue_size)
         self._throttle = Throttle(settings.max_rate_hz, settings.only_on_change, settings.change_threshold)
         self._state: dict | None = None
-        self._people = HeldCount(count_hold)
+        self._people = HeldCount(setup.count_hold)
+        self._paused = False
+        self._zones = ZoneCounts(list(setup.zones), setup.count_hold)
+        self._zone_counts: dict[str, int] = {}
+        self._active: set[tuple[str, object]] = set()  # (rule, person) between a rising and a falling edge
+        self._rules: dict[str, bool] = {}
+        self._controls: dict = {}
+        self._announced: set[str] = set()  # discovery topics this sink has published configs on
+        self._picture_asked = False
+        self._next_picture = 0.0
+        self._pictures = (PictureEncoder(self._picture_encoded, settings.image_width, setup.mirrored)
+                          if settings.image else None)
+        self._track_setup()
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)  # appended by the sender thread
         self._latencies_lock = threading.Lock()
         self._last_frame: Frame | None = None
@@ -116,23 +133,75 @@ class MqttSink(Sink):
         self._sender = threading.Thread(target=self._send_loop, name="piposer-mqtt-sender", daemon=True)
         self._sender.start()
 
+    @property
+    def wants_frame(self) -> bool:
+        return self._picture_asked and self._pictures is not None
+
     def publish(self, frame: Frame, poses: list[Pose]) -> None:
-        """Queue the frame's `poses` message (when the throttle admits it) and `state` when it changed."""
+        """Queue the frame's `poses` message (when the throttle admits it), `state` and `zones` when they
+        changed, and a picture when one is due. While paused only an asked-for picture is taken."""
+        if self._paused:
+            self._picture(frame, poses, arrived=False)
+            return
         self._last_frame = frame
         people = self._people.update(len(poses), frame.timestamp)
-        if self._state is None or self._state["people"] != people:
+        state = self._state
+        running = state is not None and state["status"] == "running"
+        if not running or state["people"] != people:
             self._state = state_payload(people, frame.wall_time or time.time())
             self._put_latest("state", self._state)
+        if self._zones.zones:
+            self._set("zones", "_zone_counts", self._zones.update(poses, frame.timestamp))
+        self._picture(frame, poses, arrived=people > 0 and not (running and state["people"] > 0))
         if self._throttle.admit(self.clock(), frame, poses):
-            payload = encode(poses_payload(frame, poses, self.model_name))
+            payload = encode(poses_payload(frame, poses, self.setup.model_name))
             self._outbox.put_pose(Message(self.topics["poses"], payload, self.settings.qos, False, frame.timestamp))
+
+    def _picture(self, frame: Frame, poses: list[Pose], arrived: bool) -> None:
+        """Hand the frame to the encoder on arrival, when asked, and every `image_interval` seconds."""
+        if self._pictures is None:
+            return
+        now, interval = self.clock(), self.settings.image_interval
+        if self._picture_asked or arrived or (interval > 0 and now >= self._next_picture and not self._paused):
+            self._picture_asked = False
+            self._next_picture = now + interval
+            self._pictures.submit(frame.image, poses)
+
+    def _picture_encoded(self, jpeg: bytes) -> None:
+        self._outbox.put_latest(Message(self.topics["image"], jpeg, 1, True))
+
+    def on_command(self, command) -> None:
+        if isinstance(command, Snapshot):
+            self._picture_asked = True
 
     def publish_event(self, kind: str, **fields) -> None:
         """Queue a message on `events`, e.g. `publish_event("rule", name="wave", edge="rising")`."""
         self._outbox.put_event(Message(self.topics["events"], encode(event_payload(kind, fields)), self.settings.qos))
 
     def on_event(self, event: Event) -> None:
+        """Publish the event; rule edges also update `rules`, new thresholds `controls`."""
         self.publish_event(event.kind, **event.fields)
+        if event.kind == EventKind.RULE and "rule" in event.fields:
+            key = (event.fields["rule"], event.fields.get("person"))
+            if event.fields.get("edge") == Edge.RISING:
+                self._active.add(key)
+            else:
+                self._active.discard(key)
+            self._set("rules", "_rules", self._rule_states())
+        elif event.kind == EventKind.THRESHOLDS:
+            fields = {k: event.fields[k] for k in ("keypoint_threshold", "pose_threshold") if k in event.fields}
+            self._set("controls", "_controls", {**self._controls, **fields})
+
+    def _rule_states(self) -> dict[str, bool]:
+        """Each configured rule: whether it is active for anyone."""
+        active = {rule for rule, _ in self._active}
+        return {rule: rule in active for rule in self.setup.rules}
+
+    def _set(self, topic: str, attribute: str, value: dict) -> None:
+        """Remember `value` as the retained `topic`'s content and queue it when it changed."""
+        if value != getattr(self, attribute):
+            setattr(self, attribute, value)
+            self._put_latest(topic, value)
 
     def on_stats(self, stats: dict) -> None:
         self.publish_stats(stats)
@@ -142,11 +211,51 @@ class MqttSink(Sink):
         return {"broker": f"{s.host}:{s.port}", "connected": self.connected.is_set(), "last_error": self.last_error}
 
     def pause(self, reason: str) -> None:
-        """Nobody is detected while paused: one empty frame, so `state` does not keep showing who was there
-        (at once: there are no more frames to hold the count over)."""
+        """Nobody is detected while paused: one empty frame and `state` with status "paused", so nothing keeps
+        showing who was there, and Home Assistant shows the presence entities as unavailable, not empty."""
+        self._people.reset()
+        self._zones.reset()
+        self._paused = True
         if self._last_frame is not None:
-            self._people.reset()
-            self.publish(self._last_frame, [])
+            payload = encode(poses_payload(self._last_frame, [], self.setup.model_name))
+            self._outbox.put_pose(Message(self.topics["poses"], payload, self.settings.qos))
+        self._state = state_payload(0, time.time(), "paused")
+        self._put_latest("state", self._state)
+        self._set("zones", "_zone_counts", dict.fromkeys(self._zone_counts, 0))
+        self._set("controls", "_controls", {**self._controls, "detection": "off"})
+
+    def resume(self) -> None:
+        """`state` says "running" again with the next frame; the switch follows at once."""
+        self._paused = False
+        self._set("controls", "_controls", {**self._controls, "detection": "on"})
+
+    def can_reconfigure(self, settings) -> bool:
+        """Only the connection's own settings need a new connection: zones, rules, thresholds, the model
+        name and the rest are taken in place, so a reload never makes the entities unavailable."""
+        mqtt, _setup = settings
+        return mqtt == self.settings
+
+    def reconfigure(self, settings) -> None:
+        _mqtt, setup = settings
+        self.setup = setup
+        self._people.hold = setup.count_hold
+        if list(setup.zones) != self._zones.zones:  # counts of zones kept stay until the next frame recounts
+            self._zones = ZoneCounts(list(setup.zones), setup.count_hold)
+        if self._pictures is not None:
+            self._pictures.mirrored = setup.mirrored
+        self._track_setup()
+        if self.connected.is_set():
+            self._publish_retained()
+
+    def _track_setup(self) -> None:
+        """Start the retained `zones`, `rules` and `controls` content from the setup (a reload's or the first)."""
+        self._active = {(rule, person) for rule, person in self._active if rule in self.setup.rules}
+        self._zones.hold = self.setup.count_hold
+        self._zone_counts = {z.name: self._zone_counts.get(z.name, 0) for z in self._zones.zones}
+        self._rules = self._rule_states()
+        self._controls = {"detection": "off" if self._paused else "on",
+                          "keypoint_threshold": self.setup.keypoint_threshold,
+                          "pose_threshold": self.setup.pose_threshold}
 
     def publish_stats(self, stats: dict) -> None:
         """Queue the `stats` message: the app's figures, plus the CPU temperature unless the app gave it, plus
@@ -176,6 +285,8 @@ class MqttSink(Sink):
         if self._stopping.is_set():
             return
         deadline = time.monotonic() + timeout
+        if self._pictures is not None:
+            self._pictures.close(timeout / 4)
         if self.connected.is_set() and self._sender is not None:
             self._drain(deadline - timeout / 2)
             self._put_latest("availability", "offline")
@@ -292,13 +403,23 @@ class MqttSink(Sink):
         if self.on_request is not None:
             client.subscribe(self.topics["set"], qos=1)
         if s.discovery:
-            client.subscribe(self.discovery_status_topic, qos=1)
+            client.subscribe([(self.discovery_status_topic, 1), (self.topics["discovery"], 1)])
         self._put_latest("availability", "online")
-        if self._state is not None:
-            self._put_latest("state", self._state)
-        if s.discovery:
-            self._announce()
+        if self._state is None:  # replaces the last run's retained state: nothing is detected yet
+            self._state = state_payload(0, time.time(), "starting")
+        self._publish_retained()
         self.connected.set()
+
+    def _publish_retained(self) -> None:
+        """(Re)publish every retained topic but availability: state, zones, rules, controls and discovery."""
+        self._put_latest("state", self._state)
+        self._put_latest("controls", self._controls)
+        if self._zone_counts:
+            self._put_latest("zones", self._zone_counts)
+        if self._rules:
+            self._put_latest("rules", self._rules)
+        if self.settings.discovery:
+            self._announce()
 
     def _on_connect_fail(self, client, userdata) -> None:
         try:
@@ -333,6 +454,8 @@ class MqttSink(Sink):
             if message.topic == self.discovery_status_topic:
                 if message.payload == b"online":
                     self._announce()
+            elif message.topic == self.topics["discovery"]:
+                self._forget_stale(message.payload)
             elif message.topic == self.topics["set"]:
                 self._handle_command(message)
         except Exception as exc:  # noqa: BLE001 - see above
@@ -340,10 +463,29 @@ class MqttSink(Sink):
             self._callback_failed("on_message", exc, *_requester(message), reply=is_command)
 
     def _announce(self) -> None:
-        s = self.settings
-        configs = discovery_configs(s.discovery_prefix, s.base_topic, s.device, self.model_name, self.stats_interval)
+        """Publish every discovery config, remove those announced before but no longer wanted (a zone or rule
+        deleted or renamed), and record the list, retained on `discovery`, for the next run."""
+        configs = discovery_configs(self.settings, self.setup)
+        for topic in sorted(self._announced - set(configs)):
+            self._outbox.put_latest(Message(topic, b"", 1, True))
         for topic, config in configs.items():
             self._outbox.put_latest(Message(topic, encode(config), 1, True))
+        self._announced = set(configs)
+        self._outbox.put_latest(Message(self.topics["discovery"], encode(sorted(configs)), 1, True))
+
+    def _forget_stale(self, payload: bytes) -> None:
+        """The retained `discovery` list (an earlier run's, or ours echoed): empty every config on it that
+        this run does not announce. Only this device's own discovery topics are ever touched."""
+        try:
+            listed = json.loads(payload) if payload else []
+        except ValueError:
+            listed = []
+        if not isinstance(listed, list):
+            listed = []
+        prefix, node = self.settings.discovery_prefix, node_id(self.settings.device)
+        ours = {t for t in listed if isinstance(t, str) and t.startswith(f"{prefix}/") and t.split("/")[-3:-2] == [node]}
+        for topic in sorted(ours - self._announced):
+            self._outbox.put_latest(Message(topic, b"", 1, True))
 
     def _handle_command(self, message: mqtt.MQTTMessage) -> None:
         try:

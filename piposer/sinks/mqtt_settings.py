@@ -42,6 +42,10 @@ class MqttSettings:
     discovery_prefix: str = "homeassistant"
     reconnect_min_delay: float = 1.0
     reconnect_max_delay: float = 60.0
+    area: str = ""  # Home Assistant's suggested area for the device, e.g. "Living room"
+    image: bool = True  # publish an annotated snapshot on `image` (JPEG) for Home Assistant's image entity
+    image_interval: float = 300.0  # seconds between pictures besides arrivals and commands (0: none)
+    image_width: int = 640
 
     def __post_init__(self):
         from ..checks import check_range
@@ -63,7 +67,8 @@ class MqttSettings:
             raise ValueError("mqtt.tls_cert and mqtt.tls_key go together: set both or neither")
         for key in ("keepalive", "queue_size"):
             check_range(f"mqtt.{key}", getattr(self, key), 1)
-        for key in ("max_rate_hz", "change_threshold"):
+        check_range("mqtt.image_width", self.image_width, 64, 4096)
+        for key in ("max_rate_hz", "change_threshold", "image_interval"):
             check_range(f"mqtt.{key}", getattr(self, key), 0)
         if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
             raise ValueError(
@@ -92,6 +97,23 @@ class MqttSettings:
                 raise PiposerError(f"mqtt.password_env: environment variable {self.password_env} is not set")
             return os.environ[self.password_env]
         return self.password
+
+
+@dataclass(frozen=True)
+class MqttSetup:
+    """What the rest of the config tells the MQTT sink: the model, timings, zones, rules, taught poses,
+    thresholds and the web console's address (the Home Assistant entities are generated from it)."""
+
+    model_name: str = "posenet"
+    stats_interval: float = 10.0
+    count_hold: float = 0.0
+    zones: tuple = ()  # rules.zones.NamedZone
+    rules: tuple[str, ...] = ()
+    gestures: tuple[str, ...] = ()
+    keypoint_threshold: float = 0.3
+    pose_threshold: float = 0.3  # [loop] min_pose_score
+    configuration_url: str | None = None
+    mirrored: bool = False
 
 
 def _check_topic_part(key: str, value: str, slashes: bool) -> None:

@@ -32,9 +32,10 @@ def poses_payload(frame: Frame, poses: list[Pose], model_name: str) -> dict:
     }
 
 
-def state_payload(people: int, since: float) -> dict:
-    """The retained summary: how many people, whether anyone is there, and since when (wall time)."""
-    return {"people": people, "presence": people > 0, "since": round(since, 3)}
+def state_payload(people: int, since: float, status: str = "running") -> dict:
+    """The retained summary: how many people, whether anyone is there, since when (wall time), and whether
+    detection is "running", "paused" or "starting" (no frame yet: the counts mean nothing)."""
+    return {"people": people, "presence": people > 0, "since": round(since, 3), "status": status}
 
 
 def event_payload(kind: str, fields: dict) -> dict:

@@ -316,6 +316,16 @@ def cmd_web(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from .. import config
+    from . import doctor
+
+    checks = doctor.run_checks(config.config_file(args.config), args.store, min_fps=args.min_fps)
+    for check in checks:
+        print(check.line(), flush=True)
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -386,6 +396,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--source", help="for test: camera, video file, folder or URL")
     c.add_argument("--seconds", type=float, default=float("inf"), help="for test: stop after this many seconds")
     c.add_argument("--poses", help="poses file (default: [poses] file, poses.json beside the config)")
+
+    c = command("doctor", cmd_doctor, "check camera, model, fps, temperature, broker and GPIO (service stopped)",
+                model=False)
+    c.add_argument("--min-fps", type=float, default=5.0, help="the fps check fails below this (default 5)")
 
     c = command("config", cmd_config, "check or show the configuration (secrets masked)", model=False)
     c.add_argument("action", choices=("check", "show"))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import lap
 import numpy as np
 
-from ..types import Layout, Pose
+from ..types import Box, Layout, Pose
 from .kalman import BoxKalman
 from .settings import TrackingSettings
 from .smoother import KeypointSmoother
@@ -66,6 +66,14 @@ def assign(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:
         return []
     _, rows, _ = lap.lapjv(1.0 - similarity, extend_cost=True, cost_limit=1.0 - threshold + 1e-9)
     return [(r, c) for r, c in enumerate(rows.tolist()) if c >= 0 and similarity[r, c] >= threshold]
+
+
+def boxes_of(xy: np.ndarray, seen: np.ndarray) -> list[Box]:
+    """The box around each pose's detected keypoints (all of them where none is), for (N, K, 2) `xy`."""
+    some = seen | ~seen.any(axis=1, keepdims=True)
+    lo = np.where(some[..., None], xy, np.inf).min(axis=1)
+    hi = np.where(some[..., None], xy, -np.inf).max(axis=1)
+    return [Box(*row) for row in np.hstack([lo, hi]).tolist()]
 
 
 def box_rows(poses: list[Pose]) -> np.ndarray:
@@ -120,14 +128,16 @@ class Tracker:
         if not candidates:
             self.frames += 1
             return []
-        xy = np.stack([p.xy() for p in candidates])
-        seen = np.stack([p.detected() for p in candidates])
+        points = np.array([[(k.x, k.y, k.detected) for k in p.keypoints] for p in candidates], dtype=np.float64)
+        xy, seen = points[..., :2], points[..., 2] > 0
         boxes = box_rows(candidates)
         strong_rows = np.arange(len(strong))
         pairs = self._match(strong_rows, xy, seen, boxes, np.arange(len(self)), s.min_similarity)
-        recent = np.flatnonzero((self.last_seen == previous) & ~np.isin(np.arange(len(self)), pairs[:, 1]))
-        pairs = np.vstack([pairs, self._match(np.arange(len(strong), len(candidates)), xy, seen, boxes, recent,
-                                              WEAK_MATCH)])
+        if len(weak):
+            free = self.last_seen == previous
+            free[pairs[:, 1]] = False
+            pairs = np.vstack([pairs, self._match(np.arange(len(strong), len(candidates)), xy, seen, boxes,
+                                                  np.flatnonzero(free), WEAK_MATCH)])
         self._refresh(pairs, xy, seen, boxes, timestamp)
         row_of = np.full(len(candidates), -1)
         row_of[pairs[:, 0]] = pairs[:, 1]
@@ -143,8 +153,8 @@ class Tracker:
         if smooth and s.smooth and len(shown):
             sizes = self.boxes.boxes[row_of[shown], 2:].mean(-1)
             steady = self.smoother.smooth(ids[shown].tolist(), xy[shown], seen[shown], sizes, timestamp)
-            for i, xy_steady in zip(shown, steady):
-                candidates[i].move_to(xy_steady)
+            for i, xy_steady, box in zip(shown, steady, boxes_of(steady, seen[shown])):
+                candidates[i].move_to(xy_steady, box)
         return [candidates[i] for i in shown]
 
     def _match(self, which: np.ndarray, xy: np.ndarray, seen: np.ndarray, boxes: np.ndarray, rows: np.ndarray,
@@ -176,6 +186,8 @@ class Tracker:
                timestamp: float) -> np.ndarray:
         """New tentative tracks for the unmatched strong poses at `which`; returns their rows."""
         first = len(self)
+        if not len(which):
+            return np.zeros(0, int)
         self.boxes.add(boxes[which])
         self.xy = np.concatenate([self.xy, xy[which]])
         self.seen = np.concatenate([self.seen, seen[which]])
