@@ -69,28 +69,33 @@ def serve_mediapipe(source: str, limit: int, complexity: str, video: bool) -> No
     pose = mp.solutions.pose.Pose(static_image_mode=not video, model_complexity=COMPLEXITY[complexity],
                                   smooth_landmarks=True, enable_segmentation=False,
                                   min_detection_confidence=0.5, min_tracking_confidence=0.5)
+    serve(pose, source, limit, lambda result, w, h: None if result.pose_landmarks is None else [
+        [p.x * w, p.y * h, p.visibility] for p in result.pose_landmarks.landmark])
+
+
+def serve(solution, source: str, limit: int, describe) -> None:
+    """The worker loop: per request line on stdin, the next frame through a MediaPipe solution, answered as
+    one JSON line with the time of its `process` call and `describe(result, width, height)`."""
     for image, _ in zip(frames(source, limit), sys.stdin):
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         start = time.perf_counter()
-        result = pose.process(rgb)
+        result = solution.process(rgb)
         elapsed = time.perf_counter() - start
         h, w = image.shape[:2]
-        landmarks = None if result.pose_landmarks is None else [
-            [p.x * w, p.y * h, p.visibility] for p in result.pose_landmarks.landmark]
-        print(json.dumps({"time": elapsed, "landmarks": landmarks}), flush=True)
-    pose.close()
+        print(json.dumps({"time": elapsed, "landmarks": describe(result, w, h)}), flush=True)
+    solution.close()
 
 
-def lockstep(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
-    """Both sides over the same frames, alternating frame by frame so machine load hits both alike."""
-    from piposer.estimators import ModelSettings
-    from piposer.estimators.blazepose import BlazePoseEstimator, BlazePoseSettings
+def lockstep(python: Path, worker_args: list[str], estimator, source: str, limit: int, describe) -> dict:
+    """Both sides over the same frames, alternating frame by frame so machine load hits both alike.
+
+    `worker_args` start this script's (or a sibling's) MediaPipe worker; `describe` turns piposer's poses of
+    a frame into what the worker answers with, for comparing.
+    """
     from piposer.types import Frame
 
-    estimator = BlazePoseEstimator(ModelSettings(name=f"blazepose-{complexity}", num_threads=threads),
-                                   BlazePoseSettings(running_mode="video" if video else "image"))
-    worker = subprocess.Popen([str(python), __file__, "--worker", source, str(limit), complexity, str(int(video))],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    worker = subprocess.Popen([str(python), *worker_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
     ours, theirs = {"landmarks": [], "times": []}, {"landmarks": [], "times": []}
     for i, image in enumerate(frames(source, limit)):
         worker.stdin.write("next\n")
@@ -102,12 +107,24 @@ def lockstep(python: Path, source: str, limit: int, complexity: str, video: bool
         start = time.perf_counter()
         poses = estimator.estimate(frame)
         ours["times"].append(time.perf_counter() - start)
-        ours["landmarks"].append([[k.x, k.y, k.visibility] for k in poses[0].keypoints] if poses else None)
+        ours["landmarks"].append(describe(poses))
     worker.stdin.close()
     worker.wait()
     estimator.close()
     ours["detector_runs"] = estimator.detector_runs
     return {"ours": ours, "theirs": theirs}
+
+
+def blazepose_lockstep(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
+    """piposer's BlazePose and MediaPipe's over the same frames (first pose of each frame)."""
+    from piposer.estimators import ModelSettings
+    from piposer.estimators.blazepose import BlazePoseEstimator, BlazePoseSettings
+
+    estimator = BlazePoseEstimator(ModelSettings(name=f"blazepose-{complexity}", num_threads=threads),
+                                   BlazePoseSettings(running_mode="video" if video else "image"))
+    return lockstep(python, [__file__, "--worker", source, str(limit), complexity, str(int(video))], estimator,
+                    source, limit,
+                    lambda poses: [[k.x, k.y, k.visibility] for k in poses[0].keypoints] if poses else None)
 
 
 def ensure_bench_venv() -> Path:
@@ -152,14 +169,18 @@ def agreement(ours: list, theirs: list) -> dict:
             "landmarks": int(errors.size), "only_one": only_one}
 
 
-def compare(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
-    run = lockstep(python, source, limit, complexity, video, threads)
+def summarize(run: dict, agree) -> dict:
+    """One lockstep run's agreement (`agree(ours, theirs)` on the per-frame results) and median speed."""
     ours, theirs = run["ours"], run["theirs"]
     # the first frame includes warm-up (XNNPACK weight packing, graph start): left out of the speed
     ours_ms, theirs_ms = 1000 * np.median(ours["times"][1:]), 1000 * np.median(theirs["times"][1:])
-    return {**agreement(ours["landmarks"], theirs["landmarks"]), "frames": len(ours["times"]),
+    return {**agree(ours["landmarks"], theirs["landmarks"]), "frames": len(ours["times"]),
             "ours_ms": ours_ms, "theirs_ms": theirs_ms, "speedup": theirs_ms / ours_ms,
             "detector_runs": ours["detector_runs"]}
+
+
+def compare(python: Path, source: str, limit: int, complexity: str, video: bool, threads: int) -> dict:
+    return summarize(blazepose_lockstep(python, source, limit, complexity, video, threads), agreement)
 
 
 def runtime() -> str:

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "PoseNet": "piposer.estimators.posenet",
     "BlazePose": "piposer.estimators.blazepose",
+    "Hands": "piposer.estimators.hands",
     "MoveNet": "piposer.estimators.movenet",
     "Pose": "piposer.types",
     "Keypoint": "piposer.types",

@@ -140,7 +140,8 @@ def as_dict(obj: Any, secret_keys: tuple[str, ...] = ("password",)) -> Any:
 
 
 # The top-level config: one field per [section]. Each section's dataclass lives in its module.
-from .estimators.settings import BlazePoseSettings, ModelSettings, MoveNetSettings, PoseNetSettings  # noqa: E402
+from .estimators.settings import (  # noqa: E402
+    BlazePoseSettings, HandsSettings, ModelSettings, MoveNetSettings, PoseNetSettings)
 from .sources.settings import SourceSettings  # noqa: E402
 from .tracking.settings import TrackingSettings  # noqa: E402
 from .runtime.settings import LoopSettings  # noqa: E402
@@ -163,6 +164,7 @@ class Config:
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     loop: LoopSettings = field(default_factory=LoopSettings)
     blazepose: BlazePoseSettings = field(default_factory=BlazePoseSettings)
+    hands: HandsSettings = field(default_factory=HandsSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     osc: list[OscSettings] = field(default_factory=list)
     web: WebSettings = field(default_factory=WebSettings)

@@ -12,11 +12,13 @@ if TYPE_CHECKING:  # numpy is imported where arrays are made: the config loader 
 
 @dataclass(frozen=True)
 class Layout:
-    """A keypoint topology: ordered keypoint names and the skeleton links drawn between them."""
+    """A keypoint topology: ordered keypoint names, the skeleton links drawn between them, and whether its
+    poses are hands that carry a handedness."""
 
     name: str
     keypoints: tuple[str, ...]
     links: tuple[tuple[int, int], ...]
+    handed: bool = False
 
     def index(self, name: str) -> int:
         return self.keypoints.index(name)
@@ -57,7 +59,51 @@ BLAZEPOSE33 = Layout(
     ),
 )
 
-LAYOUTS = {layout.name: layout for layout in (COCO17, BLAZEPOSE33)}
+# MediaPipe's 21 hand landmarks: the wrist, then four joints per finger from the palm out.
+HAND21 = Layout(
+    "hand21",
+    (
+        "wrist", "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
+        "index_finger_mcp", "index_finger_pip", "index_finger_dip", "index_finger_tip",
+        "middle_finger_mcp", "middle_finger_pip", "middle_finger_dip", "middle_finger_tip",
+        "ring_finger_mcp", "ring_finger_pip", "ring_finger_dip", "ring_finger_tip",
+        "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip",
+    ),
+    (
+        (0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10), (10, 11), (11, 12),
+        (9, 13), (13, 14), (14, 15), (15, 16), (13, 17), (17, 18), (18, 19), (19, 20), (0, 17),
+    ),
+    handed=True,
+)
+
+# Output-only layouts: OpenPose's body layouts, for MGT-python and other OpenPose readers (piposer/layouts.py derives the points
+# no model here predicts: the neck and chest from shoulders and hips; MPI's head top is never detected).
+COCO18 = Layout(
+    "coco18",
+    (
+        "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+        "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+        "right_eye", "left_eye", "right_ear", "left_ear",
+    ),
+    (
+        (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13),
+        (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
+    ),
+)
+
+MPI15 = Layout(
+    "mpi15",
+    (
+        "head_top", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+        "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "chest",
+    ),
+    (
+        (0, 1), (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 14), (14, 8), (8, 9), (9, 10), (14, 11),
+        (11, 12), (12, 13),
+    ),
+)
+
+LAYOUTS = {layout.name: layout for layout in (COCO17, BLAZEPOSE33, HAND21)}  # what the models give
 
 
 @dataclass(frozen=True)
@@ -125,12 +171,14 @@ class Box:
 
 @dataclass
 class Pose:
-    """One person: keypoints in `layout` order, an instance score, a box, and a track id once tracked.
+    """One person (or, in the hand21 layout, one hand): keypoints in `layout` order, an instance score, a box,
+    and a track id once tracked.
 
     `world` holds BlazePose's metric world landmarks (N x 3, metres, hip-centred) when available;
     `mask` its segmentation mask in image coordinates when asked for. `label` is the taught pose the
     classifier stage (rules/poses.py) recognised, None for none; `label_confidence` is None when no
     classifier ran. `image_size` is the source image's (width, height), for moving keypoints (`move_to`).
+    A hand has `handedness` "left" or "right" (as the model sees the image it was given) and its confidence.
     """
 
     keypoints: tuple[Keypoint, ...]
@@ -143,6 +191,8 @@ class Pose:
     label: str | None = None
     label_confidence: float | None = None
     image_size: tuple[int, int] | None = field(default=None, repr=False)
+    handedness: str | None = None
+    handedness_score: float | None = None
 
     def __getitem__(self, name: str) -> Keypoint:
         return self.keypoints[self.layout.index(name)]
@@ -226,6 +276,9 @@ def pose_to_dict(pose: Pose, digits: int = 4) -> dict:
         "layout": pose.layout.name,
         "keypoints": keypoints,
     }
+    if pose.handedness is not None:
+        out["handedness"] = pose.handedness
+        out["handedness_score"] = round(pose.handedness_score, 3)
     if pose.label_confidence is not None:
         out["label"] = pose.label
         out["label_confidence"] = pose.label_confidence

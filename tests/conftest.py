@@ -18,8 +18,27 @@ SHARED = shared_dir()
 MODELS = SHARED / "models"
 DATA = SHARED / "data"
 
-# Model lookups in tests go to ../shared, never to a user's cache.
+# Models ../shared lacks (MediaPipe's hand models) are fetched once into the repo's models/ (its *.tflite are
+# gitignored) and kept there between runs.
+FETCHED = ROOT / "models"
+HAND_MODELS = ("hands-full", "hands-lite", "palm-detection-full", "palm-detection-lite")
+
+# Model lookups in tests go to ../shared and models/, never to a user's cache.
 os.environ.setdefault("PIPOSER_MODEL_DIR", os.pathsep.join([str(MODELS), str(MODELS / "converted_from_tfjs")]))
+os.environ["PIPOSER_MODEL_DIR"] += os.pathsep + str(FETCHED)
+
+
+@pytest.fixture(scope="session")
+def hand_models():
+    """MediaPipe's hand models, fetched by the real model store if missing (official URL, else the mediapipe
+    wheel through pip) and checked against the manifest's sha256."""
+    from piposer.modelstore import ModelStore
+
+    store = ModelStore.from_environment()
+    for name in HAND_MODELS:
+        if not any((FETCHED / s.file).is_file() for s in store.info(name).sources):
+            store.fetch(name, FETCHED)
+        store.resolve(name)
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,8 @@ def test_nested_too_deeply(tmp_path):
     ('[movenet]\nrunning_mode = "stream"', "movenet.running_mode"),
     ('[blazepose]\nperson_detector = "yolo"', "blazepose.person_detector = 'yolo' is not allowed"),
     ("[blazepose]\ndetect_every = 0", "blazepose.detect_every"),
+    ("[hands]\nnum_hands = 0", "hands.num_hands"),
+    ("[hands]\nmin_hand_presence_confidence = 1.5", "hands.min_hand_presence_confidence"),
     ('[[osc]]\nport = 70000', "osc.port must be within 1..65535"),
     ('[[osc]]\nprefix = "piposer"', "osc.prefix must look like /name"),
     ('[[osc]]\nkeypoints = ["nose", "tail"]', "unknown keypoint 'tail'"),

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..checks import check_range
 from ..errors import ConfigError, SourceError
-from .settings import BlazePoseSettings, ModelSettings, MoveNetSettings, PoseNetSettings  # noqa: F401 - re-exported
+from .settings import (  # noqa: F401 - re-exported
+    BlazePoseSettings, HandsSettings, ModelSettings, MoveNetSettings, PoseNetSettings)
 
 if TYPE_CHECKING:  # numpy and the pose types are imported on first use: the config loader needs neither
     import numpy as np
@@ -111,37 +112,37 @@ def settings_of(config) -> tuple:
     return tuple(value for value in vars(config).values() if type(value).__module__ == settings.__name__)
 
 
+# model family -> (module, estimator class); each is built from [model] and the config section named after the family
+FAMILIES = {
+    "posenet": ("posenet", "PoseNetEstimator"),
+    "movenet": ("movenet", "MoveNetEstimator"),
+    "blazepose": ("blazepose", "BlazePoseEstimator"),
+    "hands": ("hands", "HandsEstimator"),
+}
+
+
 def create(config, running_mode: str | None = None, store: ModelStore | None = None) -> Estimator:
     """The estimator for `config.model.name`, built from the config's sections for its family, its files
     found by `store` (default: the store the environment describes).
 
-    `running_mode` ("image" or "video") overrides BlazePose's and MoveNet's, so one-off photos skip tracking.
+    `running_mode` ("image" or "video") overrides the family's (all but PoseNet have one), so one-off photos
+    skip tracking.
     """
+    import importlib
+
     from ..modelstore import ModelStore
 
     store = store or ModelStore.from_environment()
     family = store.family_of(config.model.name)
-    if family == "blazepose":
-        from .blazepose import BlazePoseEstimator
-
-        settings = config.blazepose
-        if running_mode:
-            settings = dataclasses.replace(settings, running_mode=running_mode)
-        proposer = None
-        if settings.person_detector != "blazepose":
-            from .topdown import build_proposer
-
-            proposer = build_proposer(config, settings.person_detector, store)
-        return BlazePoseEstimator(config.model, settings, store, proposer)
-    if family == "movenet":
-        from .movenet import MoveNetEstimator
-
-        settings = config.movenet
-        if running_mode:
-            settings = dataclasses.replace(settings, running_mode=running_mode)
-        return MoveNetEstimator(config.model, settings, store)
-    if family != "posenet":
+    if family not in FAMILIES:
         raise ConfigError(f"model.name = {config.model.name!r} is a {family} model, not a pose estimator")
-    from .posenet import PoseNetEstimator
+    module, name = FAMILIES[family]
+    settings = getattr(config, family)
+    if running_mode and hasattr(settings, "running_mode"):
+        settings = dataclasses.replace(settings, running_mode=running_mode)
+    estimator = getattr(importlib.import_module(f".{module}", __name__), name)
+    if family == "blazepose" and settings.person_detector != "blazepose":  # top-down: another model proposes people
+        from .topdown import build_proposer
 
-    return PoseNetEstimator(config.model, config.posenet, store)
+        return estimator(config.model, settings, store, build_proposer(config, settings.person_detector, store))
+    return estimator(config.model, settings, store)

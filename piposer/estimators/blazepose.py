@@ -9,26 +9,23 @@ landmarks are smoothed with One-Euro filters tuned as in MediaPipe's pose graph.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
-import cv2
 import numpy as np
 
 from ..modelstore import ModelStore
-from ..backend import Model, Tensor
-from ..errors import PiposerError
+from ..backend import Model
 from ..smoothing import LANDMARK_FILTER, LowPassFilter, OneEuroFilter, OneEuroParams
-from ..types import BLAZEPOSE33, COCO17, Frame, Pose, box_of, make_pose
+from ..layouts import to_layout
+from ..types import BLAZEPOSE33, COCO17, Frame, Pose, make_pose
 from . import BaseEstimator, ModelSettings, settings_from
 from .settings import BlazePoseSettings
-from .roi import Roi, crop, letterbox_padding, letterbox_roi, paste, roi_from_alignment
-from .ssd import decode, remove_letterbox, sigmoid, ssd_anchors, weighted_nms
+from .roi import Roi, crop, paste, roi_from_alignment
+from .ssd import POSE_DETECTOR_ANCHORS, sigmoid
+from .stages import SsdDetector, Stopwatch, find_tensors, to_input
 
-DETECTOR_SIZE = 224
 LANDMARK_SIZE = 256
 ROI_SCALE = 1.25          # margin around the alignment square the landmark model was trained with
-NMS_THRESHOLD = 0.3       # IoU above which detections merge
 SAME_PERSON_DISTANCE = 0.1  # median landmark distance, in body sizes, below which two results are one person
 SAME_ROI_DISTANCE = 0.1     # a proposed ROI this close (in ROI sides) to a found person's, and
 SAME_ROI_SIZE = 1.3         # of a side within this factor, is that person again
@@ -43,68 +40,17 @@ WORLD_FILTER = OneEuroParams(min_cutoff=0.1, beta=40.0, derivate_cutoff=1.0)
 VISIBILITY_ALPHA = 0.1
 
 
-def _shapes(tensors: list[Tensor]) -> str:
-    return ", ".join(str(list(t.shape)) for t in tensors)
-
-
-def _tensors(model: Model, input_size: int, outputs: dict[str, tuple[int, ...]], what: str) -> dict[str, Tensor]:
-    """Check the model's input size and find its outputs by shape; anything else is a clear error naming the file."""
-    found = {name: next((t for t in model.outputs if t.shape == shape), None) for name, shape in outputs.items()}
-    if None in found.values() or [t.shape for t in model.inputs] != [(1, input_size, input_size, 3)]:
-        raise PiposerError(
-            f"model {model.path} is not a {what}: expected input [1, {input_size}, {input_size}, 3] and outputs "
-            f"{', '.join(str(list(s)) for s in outputs.values())}; it has input {_shapes(model.inputs)}, "
-            f"outputs {_shapes(model.outputs)}")
-    return found
-
-
-def to_input(patch: np.ndarray, buffer: np.ndarray, scale: float, offset: float) -> None:
-    """Fill a float32 model-input buffer (1, H, W, 3) with a BGR uint8 crop as RGB x scale + offset."""
-    np.multiply(cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), np.float32(scale), out=buffer[0])
-    if offset:
-        buffer += np.float32(offset)
-
-
-class Stopwatch:
-    """Adds the time since the last lap to a named stage: `timings` for `piposer bench` and the app's stats."""
-
-    def __init__(self):
-        self.timings = {"preprocess": 0.0, "invoke": 0.0, "decode": 0.0}
-        self.last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.timings[stage] += now - self.last
-        self.last = now
-
-
 class PoseDetector:
     """The BlazePose person detector: letterboxed frame in, hip centre and scale point per person out."""
 
     def __init__(self, path, num_threads: int, mirror: bool, min_score: float):
-        self.model = Model(path, num_threads)
+        self.ssd = SsdDetector(path, num_threads, POSE_DETECTOR_ANCHORS, 4, (-1.0, 1.0), "BlazePose person detector")
         self.mirror, self.min_score = mirror, min_score
-        self.anchors = ssd_anchors()
-        self.input = np.empty((1, DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32)
-        n = len(self.anchors)
-        self.tensors = _tensors(self.model, DETECTOR_SIZE, {"boxes": (1, n, 12), "scores": (1, n, 1)},
-                                "BlazePose person detector")
 
     def detect(self, image: np.ndarray, max_count: int, clock: Stopwatch) -> list[Roi]:
         """ROIs (pixels of the possibly mirrored image) of up to `max_count` people, best first."""
-        height, width = image.shape[:2]
-        patch = crop(image, letterbox_roi(width, height), DETECTOR_SIZE, self.mirror, cv2.BORDER_CONSTANT)
-        to_input(patch, self.input, 1 / 127.5, -1.0)
-        clock.lap("preprocess")
-        self.model.run(self.input)
-        clock.lap("invoke")
-        dets = decode(self.model.output(self.tensors["boxes"]), self.model.output(self.tensors["scores"]),
-                      self.anchors, DETECTOR_SIZE, self.min_score)
-        dets = remove_letterbox(weighted_nms(dets, NMS_THRESHOLD, max_count), letterbox_padding(width, height))
-        points = dets.keypoints * np.array([width, height], dtype=np.float32)
-        rois = [roi_from_alignment(p[0], p[1], ROI_SCALE) for p in points]
-        clock.lap("decode")
-        return rois
+        points = self.ssd.detect(image, self.mirror, self.min_score, max_count, clock).keypoints
+        return [roi_from_alignment(p[0], p[1], ROI_SCALE) for p in points]
 
 
 @dataclass
@@ -152,7 +98,7 @@ class PoseLandmarker:
 
     def __init__(self, path, num_threads: int):
         self.model = Model(path, num_threads)
-        self.tensors = _tensors(self.model, LANDMARK_SIZE, {
+        self.tensors = find_tensors(self.model, LANDMARK_SIZE, {
             "landmarks": (1, 195), "flag": (1, 1), "mask": (1, LANDMARK_SIZE, LANDMARK_SIZE, 1),
             "heatmap": (1, 64, 64, 39), "world": (1, 117),
         }, "BlazePose landmark model")
@@ -328,14 +274,6 @@ class BlazePose(BlazePoseEstimator):
         super().__init__(*settings_from(options, ModelSettings(name=model), BlazePoseSettings()), store=store)
 
 
-COCO_FROM_BLAZEPOSE = np.array([BLAZEPOSE33.index(name) for name in COCO17.keypoints])
-
-
 def to_coco17(pose: Pose) -> Pose:
     """The same person in the COCO-17 layout (every COCO keypoint has a same-named BlazePose landmark)."""
-    if pose.layout is COCO17:
-        return pose
-    keypoints = tuple(pose.keypoints[i] for i in COCO_FROM_BLAZEPOSE)
-    box = box_of(np.array([(k.x, k.y) for k in keypoints]), np.array([k.detected for k in keypoints]))
-    world = None if pose.world is None else pose.world[COCO_FROM_BLAZEPOSE]
-    return replace(pose, keypoints=keypoints, layout=COCO17, box=box, world=world)
+    return to_layout(pose, COCO17)

@@ -50,15 +50,38 @@ def normalize_angle(angle: float) -> float:
     return angle - 2 * math.pi * math.floor((angle + math.pi) / (2 * math.pi))
 
 
+def rotation_towards(start: np.ndarray, end: np.ndarray) -> float:
+    """The ROI rotation that turns the direction from `start` to `end` (pixels) to straight up."""
+    dx, dy = np.asarray(end, dtype=np.float64) - np.asarray(start, dtype=np.float64)
+    return normalize_angle(math.pi / 2 - math.atan2(-dy, dx))
+
+
 def roi_from_alignment(centre: np.ndarray, scale_point: np.ndarray, scale: float = 1.25) -> Roi:
     """The ROI MediaPipe derives from two alignment points (pixels): a body centre and a point past the head.
 
     The side is twice their distance, grown by `scale` for the margin the model was trained with,
     and the rotation turns the centre-to-scale-point direction to straight up.
     """
-    dx, dy = (np.asarray(scale_point, dtype=np.float64) - np.asarray(centre, dtype=np.float64))
-    rotation = normalize_angle(math.pi / 2 - math.atan2(-dy, dx))
-    return Roi(float(centre[0]), float(centre[1]), 2.0 * math.hypot(dx, dy) * scale, rotation)
+    side = 2.0 * float(np.linalg.norm(np.asarray(scale_point, np.float64) - np.asarray(centre, np.float64)))
+    return Roi(float(centre[0]), float(centre[1]), side * scale, rotation_towards(centre, scale_point))
+
+
+def roi_from_rect(cx: float, cy: float, width: float, height: float, rotation: float, scale: float,
+                  shift_y: float = 0.0) -> Roi:
+    """A rotated rectangle (pixels) made a square ROI as MediaPipe's rect transformation does: moved by
+    `shift_y` of its height along its own up axis, its long side grown by `scale`."""
+    s, c = math.sin(rotation), math.cos(rotation)
+    return Roi(cx - height * shift_y * s, cy + height * shift_y * c, max(width, height) * scale, rotation)
+
+
+def upright_rect(points: np.ndarray, rotation: float) -> tuple[float, float, float, float]:
+    """Centre (image pixels), width and height of the tightest rectangle turned by `rotation` around (N, 2) points."""
+    mid = (points.min(axis=0) + points.max(axis=0)) / 2
+    upright = Roi(0.0, 0.0, 0.0, -rotation).rotate(points - mid)
+    lo, hi = upright.min(axis=0), upright.max(axis=0)
+    centre = Roi(0.0, 0.0, 0.0, rotation).rotate(((lo + hi) / 2)[None])[0] + mid
+    width, height = hi - lo
+    return float(centre[0]), float(centre[1]), float(width), float(height)
 
 
 def letterbox_roi(width: int, height: int) -> Roi:

@@ -1,4 +1,4 @@
-"""Estimator settings: [model], [posenet], [blazepose]; light to import (the config loader needs them)."""
+"""Estimator settings: [model], [posenet], [movenet], [blazepose], [hands]; light to import (the config loader needs them)."""
 
 from __future__ import annotations
 
@@ -111,6 +111,27 @@ class BlazePoseSettings:
         check_range("blazepose.detect_every", self.detect_every, 1, 10000)
         for name in ("min_pose_detection_confidence", "min_pose_presence_confidence", "min_tracking_confidence"):
             check_range(f"blazepose.{name}", getattr(self, name), 0, 1)
+
+
+@dataclass
+class HandsSettings:
+    """[hands]: options named as in MediaPipe's Hand Landmarker; `model.name` picks hands-lite or hands-full.
+
+    `running_mode = "video"` follows each hand from the previous frame's landmarks and runs the palm detector
+    only while fewer than `num_hands` are followed; "image" detects palms on every frame. `detector` empty
+    means the palm detector of the same size as the landmark model (palm-detection-lite for hands-lite).
+    """
+
+    running_mode: Literal["image", "video"] = "video"
+    num_hands: int = 2
+    min_hand_detection_confidence: float = 0.5
+    min_hand_presence_confidence: float = 0.5
+    detector: str = ""
+
+    def __post_init__(self):
+        check_range("hands.num_hands", self.num_hands, 1, 100)
+        for name in ("min_hand_detection_confidence", "min_hand_presence_confidence"):
+            check_range(f"hands.{name}", getattr(self, name), 0, 1)
 
 
 def default_threads() -> int:

@@ -1,7 +1,8 @@
-"""SSD box decoding for MediaPipe's BlazePose detector: anchors, box + keypoint decoding, weighted NMS.
+"""SSD box decoding for MediaPipe's detectors (BlazePose's person, the palm): anchors, box + keypoint decoding, weighted NMS.
 
 Everything works on normalized [0, 1] coordinates of the detector's square input and on whole
-arrays at once. The constants are those of MediaPipe's pose detection graph (pose_detection_cpu).
+arrays at once. The constants are those of MediaPipe's pose and palm detection graphs
+(pose_detection_cpu, palm_detection_cpu).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class AnchorSpec:
 
 
 POSE_DETECTOR_ANCHORS = AnchorSpec()
+PALM_DETECTOR_ANCHORS = AnchorSpec(input_size=192, strides=(8, 16, 16, 16))
 
 
 def ssd_anchors(spec: AnchorSpec = POSE_DETECTOR_ANCHORS) -> np.ndarray:

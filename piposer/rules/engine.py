@@ -52,8 +52,13 @@ def body_sizes(scene: Scene) -> list[float]:
     Torso length runs from the middle of the detected shoulders to the middle of the detected hips,
     so it survives a side view (where shoulder width collapses) and shoulder width survives a
     close-up without hips. NaN when neither can be measured: distance rules are then false.
+    A hand's size is its palm length (wrist to middle knuckle), which bending the fingers leaves alone.
     """
     index = scene.layout.index
+    if scene.layout.handed:
+        wrist, knuckle = index("wrist"), index("middle_finger_mcp")
+        return [math.dist((p.keypoints[wrist].x, p.keypoints[wrist].y), (p.keypoints[knuckle].x, p.keypoints[knuckle].y))
+                if p.keypoints[wrist].detected else math.nan for p in scene.poses]
     ls, rs, lh, rh = (index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
     sizes = []
     for pose in scene.poses:

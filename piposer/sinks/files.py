@@ -27,9 +27,11 @@ import numpy as np
 
 from . import Sink
 from ..errors import OutputError, PiposerError
+from ..layouts import to_layout
 from ..types import Frame, Layout, Pose, pose_to_dict
 
-DATA_FORMATS = (".csv", ".tsv", ".jsonl")
+DATA_FORMATS = (".csv", ".tsv", ".jsonl", ".txt")
+MGT_NAMES = {"head_top": "Head"}  # MGT-python spells MPI's first point "Head"
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
@@ -249,8 +251,9 @@ def image_document(source: str, frame: Frame, poses: list[Pose], model: str) -> 
 
 
 def table_header(layout: Layout) -> list[str]:
-    """time, frame, person, pose score, then x/y/score per keypoint (MGT-python's pose-data shape)."""
-    cols = ["time", "frame", "person", "score"]
+    """time, frame, person, pose score (and for hands their handedness), then x/y/score per keypoint
+    (MGT-python's pose-data shape)."""
+    cols = ["time", "frame", "person", "score"] + (["handedness"] if layout.handed else [])
     for name in layout.keypoints:
         cols += [f"{name}_x", f"{name}_y", f"{name}_score"]
     return cols
@@ -285,10 +288,32 @@ class OutputFile:
         self.close()
 
 
-class PoseDataWriter(OutputFile, Sink):
-    """Per-frame pose data as CSV/TSV (one row per person and frame) or JSON Lines (one object per frame).
+def data_targets(video: str, specs: list[str]) -> list[Path]:
+    """The data files `--data` asks for: a path as given, or a bare format (`csv`) as MGT-python names its
+    output, `<video stem>_pose.csv` beside the video. An unknown format is an error before anything is written."""
+    targets = [Path(video).with_name(f"{Path(video).stem}_pose.{spec}") if "." + spec in DATA_FORMATS else Path(spec)
+               for spec in specs]
+    for target in targets:
+        if target.suffix not in DATA_FORMATS:
+            raise PiposerError(f"--data {target}: unknown format '{target.suffix}' (use {', '.join(DATA_FORMATS)})")
+    if len(set(targets)) < len(targets):
+        raise PiposerError(f"--data: {', '.join(sorted({str(t) for t in targets if targets.count(t) > 1}))} given twice")
+    return targets
 
-    A keypoint that is not detected has empty x/y cells in CSV/TSV and `detected: false` in JSONL.
+
+def mgt_header(layout: Layout) -> list[str]:
+    """MGT-python's pose txt columns: Time, then "<Name> X", "<Name> Y" per keypoint in its OpenPose spelling."""
+    names = [MGT_NAMES.get(n, n.replace("_", " ").title()) for n in layout.keypoints]
+    return ["Time"] + [f"{name} {axis}" for name in names for axis in ("X", "Y")]
+
+
+class PoseDataWriter(OutputFile, Sink):
+    """Per-frame pose data as CSV/TSV (one row per person and frame), JSON Lines (one object per frame) or
+    MGT-python's txt (one row per frame, the first person only, as MGT's OpenPose data has one person).
+
+    A keypoint that is not detected has empty x/y cells in CSV/TSV, `detected: false` in JSONL and 0 0 in
+    txt (MGT's convention; its x/y are normalized, its time in whole milliseconds). Poses are written in
+    `layout` (converted from the model's where it differs, piposer/layouts.py).
     A sink: finish() commits and returns the name written; close() discards unless finished.
     Any failed write is an OutputError naming the file (and the temp file is removed).
     """
@@ -303,10 +328,12 @@ class PoseDataWriter(OutputFile, Sink):
         self.target = self.file.target
         self.fps = fps or 30.0
         self.layout = layout
-        self._jsonl = target.suffix == ".jsonl"
+        self._write = {".jsonl": self._jsonl_line, ".txt": self._mgt_row}.get(target.suffix, self._table_rows)
         try:
             self._fh = open(self.file.path, "w", newline="")
-            if not self._jsonl:
+            if target.suffix == ".txt":
+                self._fh.write(" ".join(mgt_header(layout)) + "\n")
+            elif target.suffix != ".jsonl":
                 self._csv = csv.writer(self._fh, delimiter="\t" if target.suffix == ".tsv" else ",")
                 self._csv.writerow(table_header(layout))
         except OSError as exc:
@@ -316,20 +343,31 @@ class PoseDataWriter(OutputFile, Sink):
     def publish(self, frame: Frame, poses: list[Pose]) -> None:
         if self.file.closed:
             raise OutputError(f"cannot write {self.target}: already {'written' if self.file.committed else 'discarded'}")
-        t = round(frame.index / self.fps, 4)
         try:
-            if self._jsonl:
-                self._fh.write(json.dumps({"time": t, "frame": frame.index,
-                                           "poses": [pose_to_dict(p) for p in poses]}) + "\n")
-                return
-            for i, pose in enumerate(poses):
-                row: list = [t, frame.index, pose.track_id if pose.track_id is not None else i, round(pose.score, 4)]
-                for k in pose.keypoints:
-                    row += [round(k.x, 1), round(k.y, 1), round(k.score, 4)] if k.detected else ["", "", round(k.score, 4)]
-                self._csv.writerow(row)
+            self._write(frame.index, [to_layout(p, self.layout) for p in poses])
         except OSError as exc:
             self._release()
             raise self.file.fail(exc) from exc
+
+    def _jsonl_line(self, index: int, poses: list[Pose]) -> None:
+        self._fh.write(json.dumps({"time": round(index / self.fps, 4), "frame": index,
+                                   "poses": [pose_to_dict(p) for p in poses]}) + "\n")
+
+    def _table_rows(self, index: int, poses: list[Pose]) -> None:
+        t = round(index / self.fps, 4)
+        for i, pose in enumerate(poses):
+            row: list = [t, index, pose.track_id if pose.track_id is not None else i, round(pose.score, 4)]
+            if self.layout.handed:
+                row.append(pose.handedness)
+            for k in pose.keypoints:
+                row += [round(k.x, 1), round(k.y, 1), round(k.score, 4)] if k.detected else ["", "", round(k.score, 4)]
+            self._csv.writerow(row)
+
+    def _mgt_row(self, index: int, poses: list[Pose]) -> None:
+        keypoints = poses[0].keypoints if poses else ()
+        xy = [f"{v:.15f}" for k in keypoints for v in ((k.nx, k.ny) if k.detected else (0.0, 0.0))]
+        zeros = ["0.000000000000000"] * (2 * len(self.layout.keypoints) - len(xy))
+        self._fh.write(" ".join([str(round(index / self.fps * 1000))] + xy + zeros) + "\n")
 
     def _release(self) -> None:
         fh = getattr(self, "_fh", None)

@@ -35,7 +35,8 @@ def draw(image: np.ndarray, poses: list[Pose], overlay: frozenset[str], mirrored
         if "box" in overlay:
             b = pose.box
             cv2.rectangle(out, (int(b.x0), int(b.y0)), (int(b.x1), int(b.y1)), color, scale)
-            label = f"{pose.track_id}: {pose.score:.2f}" if pose.track_id is not None else f"{pose.score:.2f}"
+            label = " ".join(filter(None, [
+                f"{pose.track_id}:" if pose.track_id is not None else "", pose.handedness, f"{pose.score:.2f}"]))
             cv2.putText(out, label, (int(b.x0), max(int(b.y0) - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX,
                         0.5 * scale, color, scale)
         if "links" in overlay:

@@ -88,25 +88,29 @@ def cmd_video(args) -> int:
     """The pipeline over a video file, with a video sink (poses drawn) and optionally a data sink (CSV/JSONL)."""
     from ..estimators import create
     from ..runtime.pipeline import Pipeline
-    from ..sinks.files import PoseDataWriter, VideoSink, free_path
+    from ..layouts import check_convertible, output_layout
+    from ..sinks.files import PoseDataWriter, VideoSink, data_targets, free_path
     from ..sinks.render import parse_overlay
     from ..sinks.progress import Progress
     from ..sources import open_video
     from ..tracking import Tracker
 
     overlay = parse_overlay(args.overlay)
+    targets = data_targets(args.input, args.data or [])
+    layout = output_layout(args.layout) if args.layout else None
     cfg = load_config(args)
     source = open_video(args.input)
     pipeline = Pipeline(None, source=source, tracker=Tracker(cfg.tracking), min_pose_score=cfg.loop.min_pose_score)
     with pipeline:
         pipeline.estimator = create(cfg, running_mode="video", store=args.store)
+        layout = layout or pipeline.estimator.layout
+        check_convertible(pipeline.estimator.layout, layout)
         fps = source.device.fps
         video = VideoSink(free_path(Path(args.out or f"{Path(args.input).stem}-poses.mp4"), args.overwrite), fps,
                           overlay, mirrored=cfg.model.flip_horizontal)
         pipeline.sinks.append(video)
-        if args.data:
-            pipeline.sinks.append(PoseDataWriter(free_path(Path(args.data), args.overwrite),
-                                                 pipeline.estimator.layout, fps))
+        for target in targets:
+            pipeline.sinks.append(PoseDataWriter(free_path(target, args.overwrite), layout, fps))
         pipeline.sinks.append(Progress(source.device.frame_count))
         started = time.monotonic()
         frames = pipeline.run()
@@ -194,6 +198,8 @@ def cmd_eval(args) -> int:
 
     from .. import config
     from ..estimators import create
+    from ..layouts import check_convertible, to_layout
+    from ..types import COCO17
     from .evaluate import coco_eval, load_annotations, predict, small_recall
 
     annotations = Path(args.data)
@@ -206,11 +212,10 @@ def cmd_eval(args) -> int:
           "ms: median per frame)")
     print(f"{'model':{width}}" + "".join(f"{s:>7}" for s in EVAL_COLUMNS + ("R<100", "ms")))
     for spec, cfg in zip(specs, configs):
-        to_coco = None
-        if args.store.family_of(cfg.model.name) == "blazepose":
-            from ..estimators.blazepose import to_coco17 as to_coco
+        estimator = create(cfg, running_mode="image", store=args.store)
+        check_convertible(estimator.layout, COCO17, f"eval --model {spec}")
         seconds: list[float] = []
-        results = predict(create(cfg, running_mode="image", store=args.store), annotations, to_coco, seconds)
+        results = predict(estimator, annotations, lambda pose: to_layout(pose, COCO17), seconds)
         stats = coco_eval(annotations, results)
         row = [stats[s] for s in EVAL_COLUMNS] + [small_recall(annotations, results)]
         print(f"{spec:{width}}" + "".join(f"{v:7.3f}" for v in row) + f"{statistics.median(seconds) * 1e3:7.1f}")
@@ -355,7 +360,11 @@ def parser() -> argparse.ArgumentParser:
     sub.choices["image"].add_argument("--out", default="piposer-out", help="output folder (default: piposer-out)")
     sub.choices["video"].add_argument("input", metavar="IN")
     sub.choices["video"].add_argument("--out", help="annotated video (default: IN-poses.mp4)")
-    sub.choices["video"].add_argument("--data", help="per-frame poses: .csv, .tsv or .jsonl")
+    sub.choices["video"].add_argument(
+        "--data", action="append", help="per-frame poses: a .csv, .tsv, .jsonl or .txt (MGT-python) file, or just "
+        "the format (csv, txt, ...) for IN_pose.<format> beside the video as MGT-python names it; repeat for several")
+    sub.choices["video"].add_argument("--layout", help="keypoint layout of the data files: coco17, coco18, mpi15 "
+                                      "(OpenPose's, neck and chest derived) or blazepose33 (default: the model's)")
 
     c = sub.add_parser("models", help="list, fetch or verify model files")
     c.add_argument("action", choices=("list", "fetch", "verify"))
