@@ -154,7 +154,7 @@ def test_live_source_hands_out_only_the_newest_frame(monkeypatch, video_frames):
     camera = cam.instances[0]
     newest = [i for i, a in enumerate(camera.served) if np.shares_memory(a, frame.image)][0]
     assert newest >= len(camera.served) - 3, (newest, len(camera.served))
-    assert age < 0.05
+    assert age < 0.15  # a frame queued before the 0.2 s wait would be older than that
     assert source.stats()["dropped"] >= 5
     assert source.read(timeout=0) is None or source.read(timeout=0) is None  # nothing stale is queued
     source.close()
