@@ -193,7 +193,7 @@ def test_record_this_pose_teaches_the_running_classifier(console):
         assert message == f"recorded 'standing': {n} examples"
         time.sleep(0.4)  # a new frame between examples
     assert PoseLibrary.load(poses_file).labels() == {"standing": 5}
-    browser.wait_for("document.getElementById('events').textContent.includes('standing')", timeout=60)
+    browser.wait_for("document.getElementById('events').textContent.includes('standing')", timeout=120)
 
 
 def test_the_console_fits_a_phone(console):
