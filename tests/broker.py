@@ -276,3 +276,30 @@ class Subscriber:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Sinks:
+    """MqttSinks on a test broker with quick reconnects, each started (unless asked not to) and connected;
+    `close()` closes them all. The MQTT tests' fixtures wrap one of these."""
+
+    def __init__(self):
+        self.sinks = []
+
+    def make(self, broker: Broker, setup=None, *, start: bool = True, on_request=None, **overrides):
+        from piposer.sinks.mqtt import MqttSink
+        from piposer.sinks.mqtt_settings import MqttSettings, MqttSetup
+
+        settings = MqttSettings(**{
+            "host": broker.host, "port": broker.port, "device_id": "test", "keepalive": 5,
+            "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2, **overrides,
+        })
+        sink = MqttSink(settings, setup or MqttSetup(), on_request=on_request)
+        self.sinks.append(sink)
+        if start:
+            sink.start()
+            assert sink.connected.wait(5), sink.last_error
+        return sink
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close(timeout=1.0)

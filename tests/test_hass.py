@@ -10,7 +10,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from broker import Broker, Subscriber
+from broker import Broker, Sinks, Subscriber
 
 from piposer import __version__
 from piposer.commands import Snapshot, parse_command
@@ -19,7 +19,7 @@ from piposer.rules.settings import Condition, RuleSettings, Zone
 from piposer.rules.zones import ZoneCounts, named_zones
 from piposer.sinks.hass import console_url, hardware_model
 from piposer.sinks.mqtt import MqttSink
-from piposer.sinks.mqtt_settings import MqttSettings, MqttSetup
+from piposer.sinks.mqtt_settings import MqttSetup
 from piposer.types import COCO17, Frame, make_pose
 
 IMAGE = np.zeros((480, 640, 3), np.uint8)
@@ -42,20 +42,13 @@ def broker(tmp_path):
 
 @pytest.fixture
 def make_sink(broker):
-    sinks = []
+    sinks = Sinks()
 
     def make(device: str = "hall", setup: MqttSetup | None = None, **overrides) -> MqttSink:
-        settings = MqttSettings(host=broker.host, port=broker.port, device_id=device, keepalive=5,
-                                reconnect_min_delay=0.05, reconnect_max_delay=0.2, **overrides)
-        sink = MqttSink(settings, setup or setup_for(RULES))
-        sinks.append(sink)
-        sink.start()
-        assert sink.connected.wait(5), sink.last_error
-        return sink
+        return sinks.make(broker, setup or setup_for(RULES), device_id=device, **overrides)
 
     yield make
-    for sink in sinks:
-        sink.close(timeout=1.0)
+    sinks.close()
 
 
 def person(x: float = 100.0):

@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from broker import Broker, Certificates, Subscriber
+from broker import Broker, Certificates, Sinks, Subscriber
 from conftest import DATA, ROOT
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
@@ -37,25 +37,15 @@ def broker(tmp_path):
 
 @pytest.fixture
 def make_sink():
-    """Build sinks on a test broker with quick reconnects; all are closed at the end of the test."""
-    sinks = []
+    """Build sinks on a test broker (`count_hold` and `setup` keys go to the sink's MqttSetup); all are
+    closed at the end of the test."""
+    sinks = Sinks()
 
-    def make(broker: Broker, *, start: bool = True, on_request=None, count_hold: float = 0.0, setup: dict | None = None,
-             **overrides) -> MqttSink:
-        settings = MqttSettings(**{
-            "host": broker.host, "port": broker.port, "device_id": "test", "keepalive": 5,
-            "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2, **overrides,
-        })
-        sink = MqttSink(settings, MqttSetup(count_hold=count_hold, **(setup or {})), on_request=on_request)
-        sinks.append(sink)
-        if start:
-            sink.start()
-            assert sink.connected.wait(5), sink.last_error
-        return sink
+    def make(broker: Broker, *, count_hold: float = 0.0, setup: dict | None = None, **options) -> MqttSink:
+        return sinks.make(broker, MqttSetup(count_hold=count_hold, **(setup or {})), **options)
 
     yield make
-    for sink in sinks:
-        sink.close(timeout=1.0)
+    sinks.close()
 
 
 def person(dx: float = 0.0):

@@ -13,13 +13,13 @@ import sys
 import time
 
 import pytest
-from broker import Broker, Subscriber
+from broker import Broker, Sinks, Subscriber
 from hypothesis import given, settings as hsettings, strategies as st
 
 from piposer.commands import COMMANDS, MAX_PAYLOAD, Command, CommandError, Pause, parse_command
 from piposer.errors import PiposerError
 from piposer.sinks import mqtt as mqtt_sink
-from piposer.sinks.mqtt import MqttSettings, MqttSink
+from piposer.sinks.mqtt import MqttSink
 
 HUGE = int("1" + "0" * 399)  # 400 digits: float(HUGE) raises OverflowError
 BAD_SET = json.dumps({"command": "thresholds", "keypoint_threshold": HUGE, "id": "big"})
@@ -33,24 +33,17 @@ def broker(tmp_path):
 
 @pytest.fixture
 def make_sink():
-    sinks = []
+    """Sinks without discovery that record the commands they hand over in `sink.received`."""
+    sinks = Sinks()
 
     def make(broker: Broker, **overrides) -> MqttSink:
-        settings = MqttSettings(**{
-            "host": broker.host, "port": broker.port, "device_id": "test", "keepalive": 5, "discovery": False,
-            "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2, **overrides,
-        })
         received: list[Command] = []
-        sink = MqttSink(settings, on_request=received.append)
+        sink = sinks.make(broker, on_request=received.append, discovery=False, **overrides)
         sink.received = received
-        sinks.append(sink)
-        sink.start()
-        assert sink.connected.wait(5), sink.last_error
         return sink
 
     yield make
-    for sink in sinks:
-        sink.close(timeout=1.0)
+    sinks.close()
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:
