@@ -334,7 +334,7 @@ def positive_int(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="piposer", description="Pose estimation on the Raspberry Pi: TFLite PoseNet/BlazePose to MQTT and GPIO.")
+    p = argparse.ArgumentParser(prog="piposer", description="Pose estimation on the Raspberry Pi: TFLite PoseNet, MoveNet, BlazePose and hands to MQTT, Home Assistant, OSC, WebSockets and GPIO.")
     p.add_argument("--version", action="version", version=f"piposer {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
