@@ -70,12 +70,6 @@ class OneEuroFilter:
         self.last_time: float | None = None
         self.raw = self.value = self.speed = None
 
-    def restart(self, where: np.ndarray) -> None:
-        """Let the values at `where` pass through: their history becomes their last raw value, at rest."""
-        if self.raw is not None:
-            self.value[where] = self.raw[where]
-            self.speed[where] = 0.0
-
     def __call__(self, value: np.ndarray, timestamp: float, value_scale: float = 1.0) -> np.ndarray:
         """Filter `value` seen at `timestamp` (seconds); `value_scale` turns value units into object sizes.
 

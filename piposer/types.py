@@ -229,6 +229,17 @@ def box_of(xy: np.ndarray, detected: np.ndarray) -> Box:
     return Box(*span.min(axis=0).tolist(), *span.max(axis=0).tolist())
 
 
+def boxes_of(xy: np.ndarray, detected: np.ndarray) -> list[Box]:
+    """`box_of` for N poses at once ((N, K, 2) `xy`, (N, K) `detected`): one array step instead of N (a
+    single pose is twice as fast through `box_of`, which `make_pose` uses for every pose)."""
+    import numpy as np
+
+    some = detected | ~detected.any(axis=1, keepdims=True)
+    lo = np.where(some[..., None], xy, np.inf).min(axis=1)
+    hi = np.where(some[..., None], xy, -np.inf).max(axis=1)
+    return [Box(*row) for row in np.hstack([lo, hi]).tolist()]
+
+
 def make_pose(
     layout: Layout,
     xy: np.ndarray,

@@ -76,7 +76,8 @@ class Pipeline:
     A stage has a `name` and `update(poses, media_time) -> poses`, like the tracker.
 
     `min_pose_score` is the score a pose needs to be published (weaker ones may only continue a track:
-    see tracking/tracker.py); it may be changed at any time. Sinks are closed first (outputs safe, final events out), then the
+    see tracking/tracker.py); it may be changed at any time. Sinks are closed first (outputs safe, final
+    events out), then the
     source (camera released), then the model.
     """
 
@@ -93,7 +94,10 @@ class Pipeline:
 
     def estimate(self, frame: Frame) -> list[Pose]:
         """The frame's poses scoring at least `min_pose_score` (untracked, not published)."""
-        return [p for p in self.estimator.estimate(frame) if p.score >= self.min_pose_score]
+        return self._strong(self.estimator.estimate(frame))
+
+    def _strong(self, poses: list[Pose]) -> list[Pose]:
+        return [p for p in poses if p.score >= self.min_pose_score]
 
     def read(self, timeout: float = 0.5) -> Frame | None:
         return self.source.read(timeout=timeout)
@@ -104,12 +108,11 @@ class Pipeline:
         t0 = time.monotonic()
         timings["frame_age"] = t0 - frame.timestamp  # how stale the frame is when inference starts
         media_time = self.source.media_time(frame) if self.source is not None else frame.timestamp
+        poses = self.estimator.estimate(frame)
+        timings["estimate"] = (t := time.monotonic()) - t0
         if self.tracker is None:
-            poses = self.estimate(frame)
-            timings["estimate"] = (t := time.monotonic()) - t0
+            poses = self._strong(poses)
         else:  # the tracker sees the weak poses too: they may continue a track (and it drops the rest)
-            poses = self.estimator.estimate(frame)
-            timings["estimate"] = (t := time.monotonic()) - t0
             poses = self.tracker.update(poses, media_time, min_score=self.min_pose_score,
                                         smooth=not self.estimator.smooths_keypoints)
             timings["track"] = (t1 := time.monotonic()) - t

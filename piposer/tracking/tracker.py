@@ -18,7 +18,7 @@ from itertools import chain
 import lap
 import numpy as np
 
-from ..types import Box, Layout, Pose
+from ..types import Layout, Pose, boxes_of
 from .kalman import BoxKalman
 from .settings import TrackingSettings
 from .smoother import KeypointSmoother
@@ -68,14 +68,6 @@ def assign(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:
         return []
     _, rows, _ = lap.lapjv(1.0 - similarity, extend_cost=True, cost_limit=1.0 - threshold + 1e-9)
     return [(r, c) for r, c in enumerate(rows.tolist()) if c >= 0 and similarity[r, c] >= threshold]
-
-
-def boxes_of(xy: np.ndarray, seen: np.ndarray) -> list[Box]:
-    """The box around each pose's detected keypoints (all of them where none is), for (N, K, 2) `xy`."""
-    some = seen | ~seen.any(axis=1, keepdims=True)
-    lo = np.where(some[..., None], xy, np.inf).min(axis=1)
-    hi = np.where(some[..., None], xy, -np.inf).max(axis=1)
-    return [Box(*row) for row in np.hstack([lo, hi]).tolist()]
 
 
 def box_rows(poses: list[Pose]) -> np.ndarray:
