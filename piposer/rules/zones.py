@@ -9,11 +9,12 @@ lies inside it, exactly as the rule tests it, but without the rule's timing or o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 from ..tracking.counts import HeldCount
 from ..types import Pose
 from .engine import MissingKeypoint, Scene, compile_condition
-from .settings import Condition, RuleSettings
+from .settings import Condition, RuleSettings, Zone
 
 
 @dataclass(frozen=True)
@@ -27,20 +28,25 @@ def named_zones(rules: list[RuleSettings]) -> list[NamedZone]:
     """Every zone condition in `rules`, named after its rule (`<rule>_<n>` when a rule has several)."""
     out = []
     for rule in rules:
-        found = list(_zones(rule.when))
-        for i, condition in enumerate(found, 1):
+        found = [zone for _, zone in zone_paths(rule.when)]
+        for i, zone in enumerate(found, 1):
             name = rule.name if len(found) == 1 else f"{rule.name}_{i}"
-            out.append(NamedZone(name, condition, rule.min_score))
+            out.append(NamedZone(name, Condition(zone=zone), rule.min_score))
     return out
 
 
-def _zones(cond: Condition):
+def zone_paths(cond: Condition | None, path: str = "when") -> Iterator[tuple[str, Zone]]:
+    """(path, zone) for every zone in a condition, however deeply nested, in the order written; the
+    path (`when.zone`, `when.all[1].zone`, `when.held.when.zone`) is where the zone sits in the rule."""
+    if cond is None:
+        return
     if cond.zone is not None:
-        yield Condition(zone=cond.zone)
-    if cond.held is not None and cond.held.when is not None:
-        yield from _zones(cond.held.when)
-    for sub in cond.all or cond.any or ():
-        yield from _zones(sub)
+        yield f"{path}.zone", cond.zone
+    if cond.held is not None:
+        yield from zone_paths(cond.held.when, f"{path}.held.when")
+    for key in ("all", "any"):
+        for i, sub in enumerate(getattr(cond, key) or []):
+            yield from zone_paths(sub, f"{path}.{key}[{i}]")
 
 
 class ZoneCounts:

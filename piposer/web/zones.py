@@ -17,7 +17,8 @@ import numpy as np
 import tomlkit
 
 from ..errors import PiposerError
-from ..rules.settings import Condition, RuleSettings
+from ..rules.settings import RuleSettings
+from ..rules.zones import zone_paths
 from ..sinks.files import replace_text
 
 STEP = re.compile(r"([a-z_]+)(?:\[(\d+)\])?")
@@ -46,24 +47,9 @@ class ZoneShape:
 
 def zones_of(rules: list[RuleSettings]) -> list[ZoneShape]:
     """Every zone condition of every rule, however deeply nested."""
-    found: list[ZoneShape] = []
-    for rule in rules:
-        _collect(rule.name, rule.when, "when", found)
-    return found
-
-
-def _collect(rule: str, cond: Condition | None, path: str, found: list[ZoneShape]) -> None:
-    if cond is None:
-        return
-    if cond.zone is not None:
-        zone = cond.zone
-        kind = "rect" if zone.rect is not None else "polygon"
-        found.append(ZoneShape(rule, f"{path}.zone", zone.keypoint, kind, zone.rect or zone.polygon))
-    if cond.held is not None:
-        _collect(rule, cond.held.when, f"{path}.held.when", found)
-    for key in ("all", "any"):
-        for i, sub in enumerate(getattr(cond, key) or []):
-            _collect(rule, sub, f"{path}.{key}[{i}]", found)
+    return [ZoneShape(rule.name, path, zone.keypoint, "rect" if zone.rect is not None else "polygon",
+                      zone.rect or zone.polygon)
+            for rule in rules for path, zone in zone_paths(rule.when)]
 
 
 def edited(text: str, zones: list[dict], deleted: list[dict]) -> str:
