@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain, compress
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # numpy is imported where arrays are made: the config loader needs these types, not numpy
     import numpy as np
@@ -147,9 +148,9 @@ class Keypoint:
     visibility: float | None = None
 
 
-@dataclass(frozen=True)
-class Box:
-    """An axis-aligned box in source-image pixels."""
+class Box(NamedTuple):
+    """An axis-aligned box in source-image pixels (a named tuple: immutable, and cheap to make for
+    every pose of every frame)."""
 
     x0: float
     y0: float
@@ -177,7 +178,7 @@ class Pose:
     `world` holds BlazePose's metric world landmarks (N x 3, metres, hip-centred) when available;
     `mask` its segmentation mask in image coordinates when asked for. `label` is the taught pose the
     classifier stage (rules/poses.py) recognised, None for none; `label_confidence` is None when no
-    classifier ran. `image_size` is the source image's (width, height), for moving keypoints (`move_to`).
+    classifier ran. `image_size` is the source image's (width, height), for moving keypoints (`move_poses`).
     A hand has `handedness` "left" or "right" (as the model sees the image it was given) and its confidence.
     """
 
@@ -213,16 +214,6 @@ class Pose:
 
         return np.array([k.detected for k in self.keypoints], dtype=bool)
 
-    def move_to(self, xy: np.ndarray, box: Box | None = None) -> None:
-        """Move the keypoints, in place, to the (K, 2) pixel positions `xy`; the box follows them (or is
-        `box`, when the caller has worked it out already)."""
-        width, height = self.image_size
-        columns = (xy[:, 0].tolist(), xy[:, 1].tolist(), (xy[:, 0] / width).tolist(), (xy[:, 1] / height).tolist())
-        for k, x, y, nx, ny in zip(self.keypoints, *columns):
-            k.x, k.y, k.nx, k.ny = x, y, nx, ny
-        self.box = box or box_of(xy, self.detected())
-
-
 def box_of(xy: np.ndarray, detected: np.ndarray) -> Box:
     """The box around the detected keypoints of (K, 2) positions (around all of them if none is detected)."""
     span = xy[detected] if detected.any() else xy
@@ -234,10 +225,29 @@ def boxes_of(xy: np.ndarray, detected: np.ndarray) -> list[Box]:
     single pose is twice as fast through `box_of`, which `make_pose` uses for every pose)."""
     import numpy as np
 
-    some = detected | ~detected.any(axis=1, keepdims=True)
-    lo = np.where(some[..., None], xy, np.inf).min(axis=1)
-    hi = np.where(some[..., None], xy, -np.inf).max(axis=1)
-    return [Box(*row) for row in np.hstack([lo, hi]).tolist()]
+    some = (detected | ~detected.any(axis=1, keepdims=True))[:, None, :]
+    columns = xy.transpose(0, 2, 1)  # (N, 2, K): reducing along the last axis is the fast direction
+    lo, hi = np.where(some, columns, np.inf).min(axis=2), np.where(some, columns, -np.inf).max(axis=2)
+    return [Box(*row) for row in np.concatenate([lo, hi], axis=1).tolist()]
+
+
+def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:
+    """Move the detected keypoints of `poses`, in place, to the (N, K, 2) pixel positions `xy` (the others
+    stay where they are), and each pose's box with them."""
+    import numpy as np
+
+    sizes = np.array([p.image_size for p in poses], dtype=np.float64)[:, None, :]
+    values = np.concatenate([xy, xy / sizes], axis=2)[detected].T.ravel()
+    flat, count = memoryview(values).tolist(), len(values) // 4  # memoryview's tolist is 2x numpy's here
+    columns = (flat[i * count:(i + 1) * count] for i in range(4))
+    keypoints = compress(chain.from_iterable(p.keypoints for p in poses), detected.ravel().tolist())
+    for k, x, y, nx, ny in zip(keypoints, *columns):
+        k.x = x
+        k.y = y
+        k.nx = nx
+        k.ny = ny
+    for pose, box in zip(poses, boxes_of(xy, detected)):
+        pose.box = box
 
 
 def make_pose(

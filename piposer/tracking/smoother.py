@@ -2,55 +2,49 @@
 
 Speeds are measured in body sizes per second (the track's filtered box), so a near person and a far
 one are smoothed alike. A keypoint the model did not detect passes through unchanged and restarts its
-filter, so it never drags a stale position along when it comes back. All of a frame's people are
-filtered in one array step (each at its own frame interval), not one filter call per person.
+filter, so it never drags a stale position along when it comes back. The filter states are rows of
+arrays aligned with the tracker's tracks (as the Kalman boxes are), and all of a frame's people are
+filtered in one array step, each at its own frame interval.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..smoothing import LANDMARK_FILTER, one_euro_step
 
 
-@dataclass
-class History:
-    """One track's filter state: last raw and smoothed keypoints (K, 2), smoothed speed, and when."""
-
-    raw: np.ndarray
-    value: np.ndarray
-    speed: np.ndarray
-    time: float
-
-
 class KeypointSmoother:
-    """Smooths each track's keypoints over time; `forget` drops the histories of tracks that have ended."""
+    """One-Euro states of N tracks of K keypoints: last raw and smoothed keypoints (N, K, 2), smoothed
+    speeds, and when each row was last smoothed (-inf for never, so its first keypoints pass through)."""
 
-    def __init__(self):
-        self.histories: dict[int, History] = {}
+    def __init__(self, keypoints: int = 0):
+        self.raw, self.value, self.speed = (np.zeros((0, keypoints, 2)) for _ in range(3))
+        self.time = np.zeros(0)
 
-    def smooth(self, ids: list[int], xy: np.ndarray, seen: np.ndarray, sizes: np.ndarray,
+    def add(self, count: int) -> None:
+        """Start `count` new rows, never smoothed."""
+        fresh = np.zeros((count, *self.raw.shape[1:]))
+        self.raw, self.value, self.speed = (np.concatenate([a, fresh]) for a in (self.raw, self.value, self.speed))
+        self.time = np.concatenate([self.time, np.full(count, -np.inf)])
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only the rows at `rows` (indices or a mask), in that order."""
+        self.raw, self.value, self.speed, self.time = self.raw[rows], self.value[rows], self.speed[rows], self.time[rows]
+
+    def smooth(self, rows: np.ndarray, xy: np.ndarray, seen: np.ndarray, sizes: np.ndarray,
                timestamp: float) -> np.ndarray:
-        """The smoothed (N, K, 2) keypoints of tracks `ids`, seen at `xy` (detected where `seen`) at
-        `timestamp`; `sizes` (N,) are the bodies' sizes in pixels."""
-        raw = np.asarray(xy, dtype=np.float64)
-        value, speed = raw.copy(), np.zeros_like(raw)
-        known = [i for i, t in enumerate(ids) if t in self.histories and self.histories[t].time < timestamp]
-        if known:
-            old = [self.histories[ids[i]] for i in known]
-            frequency = 1.0 / (timestamp - np.array([h.time for h in old]))[:, None, None]
-            scale = 1.0 / np.maximum(sizes[known], 1.0)[:, None, None]
-            value[known], speed[known] = one_euro_step(
-                LANDMARK_FILTER, raw[known], np.stack([h.raw for h in old]), np.stack([h.value for h in old]),
-                np.stack([h.speed for h in old]), frequency, scale)
-        missing = ~seen
-        value[missing], speed[missing] = raw[missing], 0.0
-        for i, track_id in enumerate(ids):
-            self.histories[track_id] = History(raw[i], value[i], speed[i], timestamp)
-        return value
+        """The smoothed (N, K, 2) keypoints of the tracks at `rows`, seen at `xy` (detected where `seen`)
+        at `timestamp`; `sizes` (N,) are the bodies' sizes in pixels.
 
-    def forget(self, live: set[int]) -> None:
-        for track_id in [t for t in self.histories if t not in live]:
-            del self.histories[track_id]
+        A row smoothed before at a time not earlier than `timestamp` passes through: its frequency is 0.
+        """
+        dt = timestamp - self.time[rows]
+        frequency = (1.0 / np.where(dt > 0, dt, np.inf))[:, None, None]
+        scale = (1.0 / np.maximum(sizes, 1.0))[:, None, None]
+        value, speed = one_euro_step(LANDMARK_FILTER, xy, self.raw[rows], self.value[rows], self.speed[rows],
+                                     frequency, scale)
+        missing = ~seen[..., None]
+        value, speed = np.where(missing, xy, value), np.where(missing, 0.0, speed)
+        self.raw[rows], self.value[rows], self.speed[rows], self.time[rows] = xy, value, speed, timestamp
+        return value

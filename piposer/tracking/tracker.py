@@ -18,7 +18,7 @@ from itertools import chain
 import lap
 import numpy as np
 
-from ..types import Layout, Pose, boxes_of
+from ..types import Layout, Pose, move_poses
 from .kalman import BoxKalman
 from .settings import TrackingSettings
 from .smoother import KeypointSmoother
@@ -45,35 +45,43 @@ def oks_matrix(xy_a, seen_a, area_a, xy_b, seen_b, area_b, sigma) -> np.ndarray:
     The object scale is the larger of the two boxes' areas; pairs sharing no keypoint score 0.
     """
     both = seen_a[:, None, :] & seen_b[None, :, :]
-    d2 = ((xy_a[:, None, :, :] - xy_b[None, :, :, :]) ** 2).sum(-1)
-    scale = np.maximum(np.maximum(area_a[:, None], area_b[None, :]), 1.0)
-    terms = np.exp(-d2 / (2.0 * scale[..., None] * (2.0 * sigma) ** 2))
-    count = both.sum(-1)
-    return np.where(count > 0, (terms * both).sum(-1) / np.maximum(count, 1), 0.0)
+    dx = xy_a[:, None, :, 0] - xy_b[None, :, :, 0]
+    dy = xy_a[:, None, :, 1] - xy_b[None, :, :, 1]
+    d2 = dx * dx + dy * dy
+    d2 /= np.maximum(np.maximum.outer(area_a, area_b), 1.0)[..., None] * (-8.0 * sigma ** 2)
+    terms = np.exp(d2, out=d2)
+    terms *= both
+    return terms.sum(-1) / np.maximum(both.sum(-1), 1)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU between every (cx, cy, w, h) box of `a` (N, 4) and of `b` (M, 4)."""
-    lo_a, hi_a = a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2
-    lo_b, hi_b = b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2
-    sides = np.clip(np.minimum(hi_a[:, None], hi_b[None]) - np.maximum(lo_a[:, None], lo_b[None]), 0, None)
-    inter = sides.prod(-1)
-    union = a[:, 2:].prod(-1)[:, None] + b[:, 2:].prod(-1)[None] - inter
+    half_a, half_b = a[:, None, 2:] / 2, b[None, :, 2:] / 2
+    sides = np.minimum(a[:, None, :2] + half_a, b[None, :, :2] + half_b)
+    sides -= np.maximum(a[:, None, :2] - half_a, b[None, :, :2] - half_b)
+    np.maximum(sides, 0.0, out=sides)
+    inter = sides[..., 0] * sides[..., 1]
+    union = np.add.outer(a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]) - inter
     return inter / np.maximum(union, 1e-9)
 
 
-def assign(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """The (row, column) pairs of the assignment maximizing total similarity, each at least `threshold`."""
-    if not similarity.size:
-        return []
-    _, rows, _ = lap.lapjv(1.0 - similarity, extend_cost=True, cost_limit=1.0 - threshold + 1e-9)
-    return [(r, c) for r, c in enumerate(rows.tolist()) if c >= 0 and similarity[r, c] >= threshold]
+def assign(similarity: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and columns of the assignment maximizing total similarity, each pair at least `threshold` alike."""
+    _, columns, _ = lap.lapjv(1.0 - similarity, extend_cost=True, cost_limit=1.0 - threshold + 1e-9)
+    rows = np.flatnonzero(columns >= 0)
+    columns = columns[rows]
+    alike = similarity[rows, columns] >= threshold
+    return rows[alike], columns[alike]
 
 
 def box_rows(poses: list[Pose]) -> np.ndarray:
     """The poses' boxes as (cx, cy, w, h) rows, at least a pixel wide and high."""
     b = np.array([(p.box.x0, p.box.y0, p.box.x1, p.box.y1) for p in poses], dtype=np.float64).reshape(-1, 4)
-    return np.hstack([(b[:, :2] + b[:, 2:]) / 2, np.maximum(b[:, 2:] - b[:, :2], 1.0)])
+    middle = b[:, :2] + b[:, 2:]
+    b[:, 2:] -= b[:, :2]
+    np.maximum(b[:, 2:], 1.0, out=b[:, 2:])
+    b[:, :2] = middle / 2
+    return b
 
 
 class Tracker:
@@ -91,7 +99,7 @@ class Tracker:
         self.sigma: np.ndarray | None = None
         self.xy = self.seen = self.anchor = None
         self.hits, self.last_seen, self.ids = np.zeros(0, int), np.zeros(0), np.zeros(0, int)
-        self.smoother = KeypointSmoother()
+        self.smoother = KeypointSmoother()  # its rows follow the tracks' rows
         self.next_id = 1
         self.frames = 0
         self.last_time: float | None = None
@@ -119,8 +127,8 @@ class Tracker:
             self._reset(candidates[0].layout)
         self._forget(timestamp, previous)
         self.boxes.predict(0.0 if previous is None else timestamp - previous)
+        self.frames += 1
         if not candidates:
-            self.frames += 1
             return []
         k = len(candidates[0].keypoints)
         points = np.fromiter(chain.from_iterable((kp.x, kp.y, kp.detected) for p in candidates for kp in p.keypoints),
@@ -139,19 +147,18 @@ class Tracker:
         row_of[pairs[:, 0]] = pairs[:, 1]
         new = strong_rows[row_of[strong_rows] < 0]
         row_of[new] = self._start(new, xy, seen, boxes, timestamp)
-        self.frames += 1
         self._confirm()
         ids = np.zeros(len(candidates), int)
         ids[row_of >= 0] = self.ids[row_of[row_of >= 0]]
         shown = np.flatnonzero(ids > 0)
-        for i in shown:
-            candidates[i].track_id = int(ids[i])
-        if smooth and s.smooth and len(shown):
-            sizes = self.boxes.boxes[row_of[shown], 2:].mean(-1)
-            steady = self.smoother.smooth(ids[shown].tolist(), xy[shown], seen[shown], sizes, timestamp)
-            for i, xy_steady, box in zip(shown, steady, boxes_of(steady, seen[shown])):
-                candidates[i].move_to(xy_steady, box)
-        return [candidates[i] for i in shown]
+        tracked = [candidates[i] for i in shown.tolist()]
+        for pose, track_id in zip(tracked, ids[shown].tolist()):
+            pose.track_id = track_id
+        if smooth and s.smooth and tracked:
+            rows = row_of[shown]
+            sizes = (self.boxes.boxes[rows, 2] + self.boxes.boxes[rows, 3]) / 2
+            move_poses(tracked, self.smoother.smooth(rows, xy[shown], seen[shown], sizes, timestamp), seen[shown])
+        return tracked
 
     def _match(self, which: np.ndarray, xy: np.ndarray, seen: np.ndarray, boxes: np.ndarray, rows: np.ndarray,
                threshold: float) -> np.ndarray:
@@ -162,10 +169,11 @@ class Tracker:
         predicted = self.boxes.boxes[rows]
         track_xy = self.xy[rows] + (predicted[:, None, :2] - self.anchor[rows, None])
         mine = boxes[which]
-        oks = oks_matrix(xy[which], seen[which], mine[:, 2:].prod(-1),
-                         track_xy, self.seen[rows], predicted[:, 2:].prod(-1), self.sigma)
+        oks = oks_matrix(xy[which], seen[which], mine[:, 2] * mine[:, 3],
+                         track_xy, self.seen[rows], predicted[:, 2] * predicted[:, 3], self.sigma)
         similarity = OKS_WEIGHT * oks + (1.0 - OKS_WEIGHT) * iou_matrix(mine, predicted)
-        return np.array([(which[p], rows[t]) for p, t in assign(similarity, threshold)], int).reshape(-1, 2)
+        poses, tracks = assign(similarity, threshold)
+        return np.stack([which[poses], rows[tracks]], axis=1)
 
     def _refresh(self, pairs: np.ndarray, xy: np.ndarray, seen: np.ndarray, boxes: np.ndarray,
                  timestamp: float) -> None:
@@ -191,6 +199,7 @@ class Tracker:
         self.hits = np.concatenate([self.hits, np.ones(len(which), int)])
         self.last_seen = np.concatenate([self.last_seen, np.full(len(which), timestamp)])
         self.ids = np.concatenate([self.ids, np.zeros(len(which), int)])
+        self.smoother.add(len(which))
         return np.arange(first, len(self))
 
     def _confirm(self) -> None:
@@ -205,7 +214,6 @@ class Tracker:
         keep = np.where(self.ids == 0, self.last_seen == previous, timestamp - self.last_seen <= self.settings.max_age)
         if not keep.all():
             self._keep(keep)
-            self.smoother.forget(set(self.ids.tolist()))
 
     def _reset(self, layout: Layout) -> None:
         """Forget every track and follow poses of `layout` from now on."""
@@ -213,8 +221,10 @@ class Tracker:
         k = len(layout.keypoints)
         self.xy, self.seen, self.anchor = np.zeros((len(self), k, 2)), np.zeros((len(self), k), bool), np.zeros((len(self), 2))
         self._keep(np.zeros(len(self), bool))
+        self.smoother = KeypointSmoother(k)
 
     def _keep(self, rows: np.ndarray) -> None:
         self.boxes.keep(rows)
+        self.smoother.keep(rows)
         for name in ("xy", "seen", "anchor", "hits", "last_seen", "ids"):
             setattr(self, name, getattr(self, name)[rows])
