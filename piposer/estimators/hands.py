@@ -86,7 +86,7 @@ class HandLandmarker:
 
     def landmarks(self, image: np.ndarray, roi: Roi, mirror: bool, clock: Stopwatch) -> HandLandmarks:
         """Landmarks of the hand in `roi` (pixels of the possibly mirrored image)."""
-        to_input(crop(image, roi, LANDMARK_SIZE, mirror), self.input, 1 / 255, 0.0)
+        to_input(crop(image, roi, LANDMARK_SIZE, mirror, perspective=True), self.input, 1 / 255, 0.0)
         clock.lap("preprocess")
         self.model.run(self.input)
         clock.lap("invoke")
@@ -106,6 +106,16 @@ def _square_box(roi: Roi) -> np.ndarray:
     """The ROI's axis-aligned square (x0, y0, x1, y1), its rotation ignored, for overlap tests."""
     half = roi.size / 2
     return np.array([roi.cx - half, roi.cy - half, roi.cx + half, roi.cy + half])
+
+
+def associate(rois: list[Roi]) -> list[Roi]:
+    """The ROIs that are different hands, as MediaPipe's association step picks them: in rising priority, each
+    ROI replaces those before it that it overlaps by more than SAME_HAND_IOU (new palms come before followed
+    hands, so two followed ROIs that close in on one hand become one and the detector looks again)."""
+    kept: list[Roi] = []
+    for roi in rois:
+        kept = [k for k in kept if iou(_square_box(roi), _square_box(k)[None])[0] <= SAME_HAND_IOU] + [roi]
+    return kept
 
 
 class HandsEstimator(BaseEstimator):
@@ -141,15 +151,14 @@ class HandsEstimator(BaseEstimator):
     def _estimate(self, frame: Frame) -> list[Pose]:
         image, mirror, s = frame.image, self.model_settings.flip_horizontal, self.settings
         clock = Stopwatch()
-        rois = list(self.rois)
-        if len(rois) < s.num_hands:
+        followed, palms = self.rois, []
+        if len(followed) < s.num_hands:
             self.detector_runs += 1
-            followed = [_square_box(roi) for roi in rois]
-            for roi in self.detector.detect(image, mirror, s.min_hand_detection_confidence, s.num_hands, clock):
-                if not (followed and iou(_square_box(roi), np.array(followed)).max() > SAME_HAND_IOU):
-                    rois.append(roi)
+            palms = self.detector.detect(image, mirror, s.min_hand_detection_confidence, s.num_hands, clock)
         # as in MediaPipe, a followed hand's ROI and up to num_hands new palms all get a look: the followed
-        # one may have gone (a cut, a hand leaving), and a palm beside it must not wait for the next frame
+        # one may have gone (a cut, a hand leaving), and a palm beside it must not wait for the next frame;
+        # followed hands come first, so they are the ones kept at the num_hands cap
+        rois = sorted(associate(palms + followed), key=lambda roi: roi not in followed)
         hands = [self.landmarker.landmarks(image, roi, mirror, clock) for roi in rois]
         hands = [hand for hand in hands if hand.presence >= s.min_hand_presence_confidence][:s.num_hands]
         self.rois = [hand.next_roi() for hand in hands] if self.tracking else []
