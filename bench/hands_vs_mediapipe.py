@@ -128,8 +128,9 @@ def main() -> None:
     python = ensure_bench_venv()
     print(f"piposer on {runtime()} with {args.threads} thread(s); MediaPipe {MEDIAPIPE.split('==')[1]} in {BENCH_VENV.name}\n")
     print("| model | input | mode | frames | hands paired | hands only one side found | median dist / hand diag | "
-          "p95 | same handedness | piposer ms | MediaPipe ms | speed ratio | piposer palm detector runs |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "p95 | same handedness | piposer ms | MediaPipe ms | speed ratio | piposer CPU ms | MediaPipe CPU ms | "
+          "CPU ratio | piposer palm detector runs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     runs = [(image_list(), "photos", False), (panned(args.frames), "panned photos", True)] + [
         (str(v), v.name, True) for v in VIDEOS]
     for complexity in args.complexity:
@@ -138,6 +139,7 @@ def main() -> None:
             print(f"| hands-{complexity} | {label} | {'video' if video else 'image'} | {r['frames']} | {r['pairs']} | "
                   f"{r['unpaired']} | {100 * r['median']:.2f}% | {100 * r['p95']:.2f}% | "
                   f"{r['same_hand']}/{r['pairs']} | {r['ours_ms']:.1f} | {r['theirs_ms']:.1f} | {r['speedup']:.2f}x | "
+                  f"{r['ours_cpu_ms']:.1f} | {r['theirs_cpu_ms']:.1f} | {r['cpu_speedup']:.2f}x | "
                   f"{r['detector_runs']} |", flush=True)
 
 

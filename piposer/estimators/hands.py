@@ -19,7 +19,7 @@ from ..types import HAND21, Frame, Pose, make_pose
 from . import BaseEstimator, ModelSettings, settings_from
 from .roi import Roi, crop, roi_from_rect, rotation_towards, upright_rect
 from .settings import HandsSettings
-from .ssd import PALM_DETECTOR_ANCHORS, iou
+from .ssd import PALM_DETECTOR_ANCHORS
 from .stages import SsdDetector, Stopwatch, find_tensors, to_input
 
 LANDMARK_SIZE = 224
@@ -82,13 +82,12 @@ class HandLandmarker:
         self.tensors = find_tensors(self.model, LANDMARK_SIZE, {
             "landmarks": (1, 3 * NUM_LANDMARKS), "presence": (1, 1), "handedness": (1, 1),
             "world": (1, 3 * NUM_LANDMARKS)}, "MediaPipe hand landmark model", by_order=True)
-        self.input = np.empty((1, LANDMARK_SIZE, LANDMARK_SIZE, 3), np.float32)
 
     def landmarks(self, image: np.ndarray, roi: Roi, mirror: bool, clock: Stopwatch) -> HandLandmarks:
         """Landmarks of the hand in `roi` (pixels of the possibly mirrored image)."""
-        to_input(crop(image, roi, LANDMARK_SIZE, mirror, perspective=True), self.input, 1 / 255, 0.0)
+        to_input(crop(image, roi, LANDMARK_SIZE, mirror, perspective=True), self.model.input_buffer(), 1 / 255, 0.0)
         clock.lap("preprocess")
-        self.model.run(self.input)
+        self.model.invoke()
         clock.lap("invoke")
         out = lambda name: self.model.output(self.tensors[name])  # noqa: E731
         raw = out("landmarks").reshape(NUM_LANDMARKS, 3).astype(np.float64)
@@ -102,10 +101,14 @@ class HandLandmarker:
         return hand
 
 
-def _square_box(roi: Roi) -> np.ndarray:
-    """The ROI's axis-aligned square (x0, y0, x1, y1), its rotation ignored, for overlap tests."""
-    half = roi.size / 2
-    return np.array([roi.cx - half, roi.cy - half, roi.cx + half, roi.cy + half])
+def overlap(a: Roi, b: Roi) -> float:
+    """Intersection over union of two ROIs' axis-aligned squares, their rotation ignored (as MediaPipe's
+    association compares hand rectangles); plain floats, as it runs for every pair of ROIs every frame."""
+    across = [min(p + a.size / 2, q + b.size / 2) - max(p - a.size / 2, q - b.size / 2)
+              for p, q in ((a.cx, b.cx), (a.cy, b.cy))]
+    inter = max(across[0], 0.0) * max(across[1], 0.0)
+    union = a.size ** 2 + b.size ** 2 - inter
+    return inter / union if union > 0 else 0.0
 
 
 def associate(rois: list[Roi]) -> list[Roi]:
@@ -114,7 +117,7 @@ def associate(rois: list[Roi]) -> list[Roi]:
     hands, so two followed ROIs that close in on one hand become one and the detector looks again)."""
     kept: list[Roi] = []
     for roi in rois:
-        kept = [k for k in kept if iou(_square_box(roi), _square_box(k)[None])[0] <= SAME_HAND_IOU] + [roi]
+        kept = [k for k in kept if overlap(roi, k) <= SAME_HAND_IOU] + [roi]
     return kept
 
 
