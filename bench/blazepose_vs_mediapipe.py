@@ -76,12 +76,18 @@ def serve_mediapipe(source: str, limit: int, complexity: str, video: bool) -> No
 def serve(solution, source: str, limit: int, describe) -> None:
     """The worker loop: per request line on stdin, the next frame through a MediaPipe solution, answered as
     one JSON line with the time of its `process` call and `describe(result, width, height)`."""
-    for image, _ in zip(frames(source, limit), sys.stdin):
+    images = frames(source, limit)
+    for _ in sys.stdin:
+        # the frame is read after the request and before answering, while the piposer side waits: reading it
+        # after answering (as zip(frames, stdin) did) decoded it on the same cores during piposer's timed call
+        image = next(images, None)
+        if image is None:
+            break
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         start, cpu = time.perf_counter(), time.process_time()
         result = solution.process(rgb)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu  # cpu: all of MediaPipe's threads
-        h, w = image.shape[:2]
+        h, w = rgb.shape[:2]
         print(json.dumps({"time": elapsed, "cpu": cpu, "landmarks": describe(result, w, h)}), flush=True)
     solution.close()
 

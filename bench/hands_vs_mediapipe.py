@@ -12,7 +12,9 @@ if under a quarter of MediaPipe's hand box diagonal); per landmark, the distance
 box around MediaPipe's 21 landmarks; median and 95th percentile over all pairs. Handedness agreement
 counts pairs whose labels match, MediaPipe's taken in its mirrored-selfie convention (its "Left" is the
 hand piposer calls right). Speed: median milliseconds per frame of each side and their ratio (MediaPipe's
-time over piposer's: above 1 means piposer is faster), both with one TFLite/XNNPACK thread.
+time over piposer's: above 1 means piposer is faster), both with one TFLite/XNNPACK thread; wall time, and
+CPU time (all threads of the process: MediaPipe runs its graph on two worker threads besides the caller's),
+which a loaded machine moves much less. Pin both to one core with `taskset -c 0` for a like-for-like run.
 """
 
 from __future__ import annotations
