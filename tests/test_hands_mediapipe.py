@@ -2,9 +2,10 @@
 
 tests/data/hands_mediapipe.json holds what MediaPipe's legacy `solutions.hands` (video mode) gave on
 crowdpose_106848.jpg shown twice (lite model): the landmarks and the ROI each hand hands on to the next frame.
-The landmark crop samples as MediaPipe's does (OpenCV's perspective warp; the affine warp was 0.15-0.30 %
+The landmark crop samples as MediaPipe's does (OpenCV's perspective warp; the affine warp was up to 0.15 %
 of the hand box off here), and two followed ROIs on one hand become one, as MediaPipe's association does.
-`bench/hands_vs_mediapipe.py` compares the two on whole clips.
+`bench/hands_vs_mediapipe.py` compares the two on whole clips, `bench/hands_divergence.py` (which also writes
+the reference) shows where their tracking parts ways.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ def nearest(xy: np.ndarray, hands: list) -> np.ndarray:
 def test_landmarks_and_the_rois_they_hand_on_are_mediapipes():
     """The lite model, whose tracking parts ways with MediaPipe's on uncertain hands: on the first frame (palm
     ROIs) the landmarks agree to 0.05 % of the hand box (the affine warp was 0.15 % off) and the ROIs for the next
-    frame to 0.01 px; on the second, followed from those, a hundredth of a pixel of ROI has grown to 0.1 %."""
+    frame to 0.01 px; on the second, followed from those, a hundredth of a pixel of ROI has grown to 0.05-0.13 %."""
     with Hands("hands-lite", num_hands=2) as hands:
-        for i, (expected, landmarks, roi_px) in enumerate(zip(REFERENCE["hands-lite"], (0.0005, 0.003), (0.01, 0.05))):
+        tolerances = [(0.0005, 0.01), (0.003, 0.05)]  # landmarks in hand box diagonals, ROIs in pixels, per frame
+        for i, (expected, (landmarks, roi_px)) in enumerate(zip(REFERENCE["hands-lite"], tolerances)):
             found = hands.estimate(Frame(PHOTO, i, i / 30))
             assert len(found) == len(expected["hands"]) == 2
             for pose in found:
