@@ -76,13 +76,19 @@ def serve_mediapipe(source: str, limit: int, complexity: str, video: bool) -> No
 def serve(solution, source: str, limit: int, describe) -> None:
     """The worker loop: per request line on stdin, the next frame through a MediaPipe solution, answered as
     one JSON line with the time of its `process` call and `describe(result, width, height)`."""
-    for image, _ in zip(frames(source, limit), sys.stdin):
+    images = frames(source, limit)
+    for _ in sys.stdin:
+        # the frame is read after the request and before answering, while the piposer side waits: reading it
+        # after answering (as zip(frames, stdin) did) decoded it on the same cores during piposer's timed call
+        image = next(images, None)
+        if image is None:
+            break
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = solution.process(rgb)
-        elapsed = time.perf_counter() - start
-        h, w = image.shape[:2]
-        print(json.dumps({"time": elapsed, "landmarks": describe(result, w, h)}), flush=True)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu  # cpu: all of MediaPipe's threads
+        h, w = rgb.shape[:2]
+        print(json.dumps({"time": elapsed, "cpu": cpu, "landmarks": describe(result, w, h)}), flush=True)
     solution.close()
 
 
@@ -96,17 +102,19 @@ def lockstep(python: Path, worker_args: list[str], estimator, source: str, limit
 
     worker = subprocess.Popen([str(python), *worker_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
-    ours, theirs = {"landmarks": [], "times": []}, {"landmarks": [], "times": []}
+    ours, theirs = ({"landmarks": [], "times": [], "cpu": []} for _ in range(2))
     for i, image in enumerate(frames(source, limit)):
         worker.stdin.write("next\n")
         worker.stdin.flush()
         answer = json.loads(worker.stdout.readline())
         theirs["times"].append(answer["time"])
+        theirs["cpu"].append(answer["cpu"])
         theirs["landmarks"].append(answer["landmarks"])
         frame = Frame(image, i, i / FPS)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         poses = estimator.estimate(frame)
         ours["times"].append(time.perf_counter() - start)
+        ours["cpu"].append(time.process_time() - cpu)
         ours["landmarks"].append(describe(poses))
     worker.stdin.close()
     worker.wait()
@@ -174,8 +182,11 @@ def summarize(run: dict, agree) -> dict:
     ours, theirs = run["ours"], run["theirs"]
     # the first frame includes warm-up (XNNPACK weight packing, graph start): left out of the speed
     ours_ms, theirs_ms = 1000 * np.median(ours["times"][1:]), 1000 * np.median(theirs["times"][1:])
+    # CPU time per call, the process's all threads: what the frame costs however the machine's load falls
+    ours_cpu, theirs_cpu = 1000 * np.median(ours["cpu"][1:]), 1000 * np.median(theirs["cpu"][1:])
     return {**agree(ours["landmarks"], theirs["landmarks"]), "frames": len(ours["times"]),
             "ours_ms": ours_ms, "theirs_ms": theirs_ms, "speedup": theirs_ms / ours_ms,
+            "ours_cpu_ms": ours_cpu, "theirs_cpu_ms": theirs_cpu, "cpu_speedup": theirs_cpu / ours_cpu,
             "detector_runs": ours["detector_runs"]}
 
 

@@ -12,7 +12,9 @@ if under a quarter of MediaPipe's hand box diagonal); per landmark, the distance
 box around MediaPipe's 21 landmarks; median and 95th percentile over all pairs. Handedness agreement
 counts pairs whose labels match, MediaPipe's taken in its mirrored-selfie convention (its "Left" is the
 hand piposer calls right). Speed: median milliseconds per frame of each side and their ratio (MediaPipe's
-time over piposer's: above 1 means piposer is faster), both with one TFLite/XNNPACK thread.
+time over piposer's: above 1 means piposer is faster), both with one TFLite/XNNPACK thread; wall time, and
+CPU time (all threads of the process: MediaPipe runs its graph on two worker threads besides the caller's),
+which a loaded machine moves much less. Pin both to one core with `taskset -c 0` for a like-for-like run.
 """
 
 from __future__ import annotations
@@ -128,8 +130,9 @@ def main() -> None:
     python = ensure_bench_venv()
     print(f"piposer on {runtime()} with {args.threads} thread(s); MediaPipe {MEDIAPIPE.split('==')[1]} in {BENCH_VENV.name}\n")
     print("| model | input | mode | frames | hands paired | hands only one side found | median dist / hand diag | "
-          "p95 | same handedness | piposer ms | MediaPipe ms | speed ratio | piposer palm detector runs |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "p95 | same handedness | piposer ms | MediaPipe ms | speed ratio | piposer CPU ms | MediaPipe CPU ms | "
+          "CPU ratio | piposer palm detector runs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     runs = [(image_list(), "photos", False), (panned(args.frames), "panned photos", True)] + [
         (str(v), v.name, True) for v in VIDEOS]
     for complexity in args.complexity:
@@ -138,6 +141,7 @@ def main() -> None:
             print(f"| hands-{complexity} | {label} | {'video' if video else 'image'} | {r['frames']} | {r['pairs']} | "
                   f"{r['unpaired']} | {100 * r['median']:.2f}% | {100 * r['p95']:.2f}% | "
                   f"{r['same_hand']}/{r['pairs']} | {r['ours_ms']:.1f} | {r['theirs_ms']:.1f} | {r['speedup']:.2f}x | "
+                  f"{r['ours_cpu_ms']:.1f} | {r['theirs_cpu_ms']:.1f} | {r['cpu_speedup']:.2f}x | "
                   f"{r['detector_runs']} |", flush=True)
 
 

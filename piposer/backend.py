@@ -86,6 +86,15 @@ class Model:
             self._interp.set_tensor(tensor.index, array)
         self._interp.invoke()
 
+    def input_buffer(self) -> np.ndarray:
+        """The first input tensor's own memory, to fill in place before `invoke` (saves `run`'s copy); the runtime
+        refuses to invoke while a reference to it is held, so fill it and let it go."""
+        return self._interp.tensor(self.input.index)()
+
+    def invoke(self) -> None:
+        """Run the model on what its inputs hold."""
+        self._interp.invoke()
+
     def output(self, tensor: Tensor) -> np.ndarray:
         """The output's values as float32 (dequantized with its scale and zero point), batch dim dropped."""
         raw = self._interp.get_tensor(tensor.index)[0]

@@ -19,7 +19,7 @@ from ..types import HAND21, Frame, Pose, make_pose
 from . import BaseEstimator, ModelSettings, settings_from
 from .roi import Roi, crop, roi_from_rect, rotation_towards, upright_rect
 from .settings import HandsSettings
-from .ssd import PALM_DETECTOR_ANCHORS, iou
+from .ssd import PALM_DETECTOR_ANCHORS
 from .stages import SsdDetector, Stopwatch, find_tensors, to_input
 
 LANDMARK_SIZE = 224
@@ -82,13 +82,12 @@ class HandLandmarker:
         self.tensors = find_tensors(self.model, LANDMARK_SIZE, {
             "landmarks": (1, 3 * NUM_LANDMARKS), "presence": (1, 1), "handedness": (1, 1),
             "world": (1, 3 * NUM_LANDMARKS)}, "MediaPipe hand landmark model", by_order=True)
-        self.input = np.empty((1, LANDMARK_SIZE, LANDMARK_SIZE, 3), np.float32)
 
     def landmarks(self, image: np.ndarray, roi: Roi, mirror: bool, clock: Stopwatch) -> HandLandmarks:
         """Landmarks of the hand in `roi` (pixels of the possibly mirrored image)."""
-        to_input(crop(image, roi, LANDMARK_SIZE, mirror), self.input, 1 / 255, 0.0)
+        to_input(crop(image, roi, LANDMARK_SIZE, mirror, perspective=True), self.model.input_buffer(), 1 / 255, 0.0)
         clock.lap("preprocess")
-        self.model.run(self.input)
+        self.model.invoke()
         clock.lap("invoke")
         out = lambda name: self.model.output(self.tensors[name])  # noqa: E731
         raw = out("landmarks").reshape(NUM_LANDMARKS, 3).astype(np.float64)
@@ -102,10 +101,24 @@ class HandLandmarker:
         return hand
 
 
-def _square_box(roi: Roi) -> np.ndarray:
-    """The ROI's axis-aligned square (x0, y0, x1, y1), its rotation ignored, for overlap tests."""
-    half = roi.size / 2
-    return np.array([roi.cx - half, roi.cy - half, roi.cx + half, roi.cy + half])
+def overlap(a: Roi, b: Roi) -> float:
+    """Intersection over union of two ROIs' axis-aligned squares, their rotation ignored (as MediaPipe's
+    association compares hand rectangles); plain floats, as it runs for every pair of ROIs every frame."""
+    across = [min(p + a.size / 2, q + b.size / 2) - max(p - a.size / 2, q - b.size / 2)
+              for p, q in ((a.cx, b.cx), (a.cy, b.cy))]
+    inter = max(across[0], 0.0) * max(across[1], 0.0)
+    union = a.size ** 2 + b.size ** 2 - inter
+    return inter / union if union > 0 else 0.0
+
+
+def associate(rois: list[Roi]) -> list[Roi]:
+    """The ROIs that are different hands, as MediaPipe's association step picks them: in rising priority, each
+    ROI replaces those before it that it overlaps by more than SAME_HAND_IOU (new palms come before followed
+    hands, so two followed ROIs that close in on one hand become one and the detector looks again)."""
+    kept: list[Roi] = []
+    for roi in rois:
+        kept = [k for k in kept if overlap(roi, k) <= SAME_HAND_IOU] + [roi]
+    return kept
 
 
 class HandsEstimator(BaseEstimator):
@@ -141,15 +154,14 @@ class HandsEstimator(BaseEstimator):
     def _estimate(self, frame: Frame) -> list[Pose]:
         image, mirror, s = frame.image, self.model_settings.flip_horizontal, self.settings
         clock = Stopwatch()
-        rois = list(self.rois)
-        if len(rois) < s.num_hands:
+        followed, palms = self.rois, []
+        if len(followed) < s.num_hands:
             self.detector_runs += 1
-            followed = [_square_box(roi) for roi in rois]
-            for roi in self.detector.detect(image, mirror, s.min_hand_detection_confidence, s.num_hands, clock):
-                if not (followed and iou(_square_box(roi), np.array(followed)).max() > SAME_HAND_IOU):
-                    rois.append(roi)
+            palms = self.detector.detect(image, mirror, s.min_hand_detection_confidence, s.num_hands, clock)
         # as in MediaPipe, a followed hand's ROI and up to num_hands new palms all get a look: the followed
-        # one may have gone (a cut, a hand leaving), and a palm beside it must not wait for the next frame
+        # one may have gone (a cut, a hand leaving), and a palm beside it must not wait for the next frame;
+        # followed hands come first, so they are the ones kept at the num_hands cap
+        rois = sorted(associate(palms + followed), key=lambda roi: roi not in followed)
         hands = [self.landmarker.landmarks(image, roi, mirror, clock) for roi in rois]
         hands = [hand for hand in hands if hand.presence >= s.min_hand_presence_confidence][:s.num_hands]
         self.rois = [hand.next_roi() for hand in hands] if self.tracking else []

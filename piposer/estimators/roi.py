@@ -106,13 +106,21 @@ def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 
 
 def crop(image: np.ndarray, roi: Roi, input_size: int, mirror: bool = False,
-         border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
-    """Warp the ROI of `image` into an `input_size` square (bilinear); `mirror` flips the image first."""
+         border: int = cv2.BORDER_REPLICATE, perspective: bool = False) -> np.ndarray:
+    """Warp the ROI of `image` into an `input_size` square (bilinear); `mirror` flips the image first.
+
+    `perspective` samples as MediaPipe's image-to-tensor step does (OpenCV's perspective warp, whose per-pixel
+    rounding to 1/32 pixel differs from the affine warp's fixed-point steps): a model fed its own output back
+    frame after frame, like the hand tracker, amplifies even that difference.
+    """
     matrix = roi.to_image(input_size)
     if mirror:
         matrix = compose(mirror_matrix(image.shape[1]), matrix)
-    return cv2.warpAffine(image, matrix, (input_size, input_size),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border, borderValue=0)
+    flags, size = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, (input_size, input_size)
+    if perspective:
+        return cv2.warpPerspective(image, np.vstack([matrix, [0.0, 0.0, 1.0]]), size, flags=flags,
+                                   borderMode=border, borderValue=0)
+    return cv2.warpAffine(image, matrix, size, flags=flags, borderMode=border, borderValue=0)
 
 
 def mirrored(roi: Roi, width: int, input_size: int) -> Roi:

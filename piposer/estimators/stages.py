@@ -70,7 +70,6 @@ class SsdDetector:
         self.model = Model(path, num_threads)
         self.anchors = ssd_anchors(anchors)
         self.size = anchors.input_size
-        self.input = np.empty((1, self.size, self.size, 3), np.float32)
         low, high = value_range
         self.scale, self.offset = (high - low) / 255, low
         n = len(self.anchors)
@@ -82,9 +81,9 @@ class SsdDetector:
         """Up to `max_count` detections scoring `min_score` or more, merged by weighted NMS, in image pixels."""
         height, width = image.shape[:2]
         patch = crop(image, letterbox_roi(width, height), self.size, mirror, cv2.BORDER_CONSTANT)
-        to_input(patch, self.input, self.scale, self.offset)
+        to_input(patch, self.model.input_buffer(), self.scale, self.offset)
         clock.lap("preprocess")
-        self.model.run(self.input)
+        self.model.invoke()
         clock.lap("invoke")
         dets = decode(self.model.output(self.tensors["boxes"]), self.model.output(self.tensors["scores"]),
                       self.anchors, self.size, min_score)
