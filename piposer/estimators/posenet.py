@@ -107,7 +107,7 @@ class PoseNetEstimator(BaseEstimator):
         self.timings: dict[str, float] = {}
         self._buffer: np.ndarray | None = None
         s = self.settings
-        self.second_pass = None if s.second_pass == "off" else SecondPass(
+        self.second_pass = None if s.second_pass == "off" or s.input_size else SecondPass(
             s.running_mode == "video", s.second_pass == "motion", s.second_pass_zoom, s.second_pass_crops, self.long_side, self.stride,
             lambda: PoseNetEstimator(self.model_settings, dataclasses.replace(s, second_pass="off"), store))
 
@@ -198,9 +198,10 @@ class PoseNetEstimator(BaseEstimator):
         self.timings = dict.fromkeys(("preprocess", "invoke", "decode"), 0.0)
         poses = self.poses_in(frame.image)
         if self.second_pass:
-            t0 = time.perf_counter()
             poses = self.second_pass(frame, poses, self.settings.max_poses, self.model_settings.keypoint_threshold)
-            self.timings["second_pass"] = time.perf_counter() - t0
+            for other in self.second_pass.passes:  # its crops' stages count as this frame's
+                for stage, seconds in other.timings.items():
+                    self.timings[stage] += seconds
         return poses
 
     def poses_in(self, image: np.ndarray, long_side: int | None = None) -> list[Pose]:

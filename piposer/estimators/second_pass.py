@@ -158,6 +158,8 @@ class SecondPass:
         return mask
 
     def __call__(self, frame: Frame, poses: list[Pose], max_poses: int, keypoint_threshold: float) -> list[Pose]:
+        for estimator in self.passes:
+            estimator.timings = {}
         long = max(frame.width, frame.height)
         scale = min(1.0, self.input_side * self.zoom / long)  # never more pixels than the frame has
         self.crops = []

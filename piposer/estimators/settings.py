@@ -45,7 +45,8 @@ class PoseNetSettings:
     `second_pass` looks again, at `second_pass_zoom` times the resolution, at up to `second_pass_crops`
     crops of a wide frame where the first pass found small people only weakly, and with `running_mode =
     "video"` where the last frame's second pass found people ("weak"; "motion" adds where something moves,
-    for a camera that stays still): small people without paying the higher resolution everywhere.
+    for a camera that stays still): small people without paying the higher resolution everywhere (not with
+    a fixed `input_size`).
     """
 
     decoder: Literal["multi", "single"] = "multi"
@@ -68,8 +69,6 @@ class PoseNetSettings:
             raise ValueError(f"posenet.second_pass = {self.second_pass!r}: must be one of {', '.join(SECOND_PASSES)}")
         check_range("posenet.second_pass_zoom", self.second_pass_zoom, 1, 8, lo_open=True)
         check_range("posenet.second_pass_crops", self.second_pass_crops, 1, 16)
-        if self.second_pass != "off" and self.input_size is not None:
-            raise ValueError("posenet.second_pass needs the input to follow the frame's aspect: unset posenet.input_size")
         if self.long_side is not None:
             if self.input_size is not None:
                 raise ValueError("posenet.long_side and posenet.input_size cannot both be set: pick one")
