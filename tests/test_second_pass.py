@@ -94,3 +94,4 @@ def test_settings_are_checked_with_the_key_named(options, message):
 def test_a_fixed_input_size_has_no_second_pass():
     with PoseNet(input_size=[257, 353]) as net:
         assert net.second_pass is None
+

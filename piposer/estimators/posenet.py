@@ -20,7 +20,7 @@ from ..errors import PiposerError
 from ..types import COCO17, Frame, Pose, make_pose
 from . import BaseEstimator, ModelSettings, settings_from
 from .settings import PoseNetSettings
-from .posenet_decoder import Decoded, decode_multiple, decode_single
+from .posenet_decoder import Decoded, decode_multiple, decode_single, refine_keypoints
 from .second_pass import SecondPass
 from .ssd import sigmoid
 
@@ -190,9 +190,11 @@ class PoseNetEstimator(BaseEstimator):
         scores = heatmap_scores(heads["heatmap"])
         s = self.settings
         if s.decoder == "single":
-            return decode_single(scores, heads["offsets"], self.stride)
-        return decode_multiple(scores, heads["offsets"], heads["fwd"], heads["bwd"], self.stride,
-                               s.score_threshold, s.nms_radius, s.max_poses)
+            decoded = decode_single(scores, heads["offsets"], self.stride)
+        else:
+            decoded = decode_multiple(scores, heads["offsets"], heads["fwd"], heads["bwd"], self.stride,
+                                      s.score_threshold, s.nms_radius, s.max_poses)
+        return refine_keypoints(decoded, heads["offsets"], self.stride, s.refine_steps)
 
     def _estimate(self, frame: Frame) -> list[Pose]:
         self.timings = dict.fromkeys(("preprocess", "invoke", "decode"), 0.0)
