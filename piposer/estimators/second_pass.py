@@ -1,10 +1,11 @@
 """A second, closer look for small people in wide frames: where people are likely but were not found well,
 crops of the frame run through the same model again at `zoom` times the first pass's resolution.
 
-Where to look: around the first pass's small weak poses (scoring under the loop's cut) and, on video, where
-the second pass found people in the previous frame and (if asked) where something moves (MOG2 background
-subtraction on a grey quarter-size copy: for a camera that stays still), minus the people found well. The regions are merged into at most
-`max_crops` rectangles, and the cost follows their area: nothing when nobody is small.
+Where to look: around the first pass's small weak poses (scoring under the loop's cut) and, on video,
+where the second pass found people in the previous frame and (if asked) where something moves (MOG2
+background subtraction on a grey quarter-size copy: for a camera that stays still), minus the people
+found well. The regions are merged into at most `max_crops` rectangles, and the cost follows their area:
+nothing when nobody is small.
 """
 
 from __future__ import annotations
@@ -145,12 +146,14 @@ class SecondPass:
         self.crops: list[Crop] = []  # where the last frame was looked at again (for overlays and tests)
         self.seen: list[Pose] = []  # what the last frame's second pass found (on video, looked for again)
 
-    def wanted(self, frame: Frame, poses: list[Pose], first_scale: float) -> np.ndarray:
-        """Quarter-size mask of where small people may be but were not found well."""
+    def wanted(self, frame: Frame, poses: list[Pose], first_scale: float) -> np.ndarray | None:
+        """Quarter-size mask of where small people may be but were not found well (None: nowhere)."""
         moving = self.motion.update(frame.image) if self.motion else None
-        mask = moving if moving is not None else np.zeros((frame.height // QUARTER, frame.width // QUARTER), np.uint8)
         candidates = [p for p in poses if p.score < WEAK_SCORE] + self.seen
         weak = [p for p in candidates if max(p.box.width, p.box.height) * first_scale < SMALL_INPUT]
+        if moving is None and not weak:
+            return None
+        mask = moving if moving is not None else np.zeros((frame.height // QUARTER, frame.width // QUARTER), np.uint8)
         for box in around(weak):
             cv2.rectangle(mask, (box.x0, box.y0), (box.x1, box.y1), 255, thickness=-1)
         for box in around([p for p in poses if p.score >= WEAK_SCORE], 0.0):  # found well: no need
@@ -167,7 +170,8 @@ class SecondPass:
             return poses
         least = MIN_INPUT / scale
         mask = self.wanted(frame, poses, self.input_side / long)
-        regions = [Crop(*(QUARTER * v for v in (b.x0, b.y0, b.x1, b.y1))) for b in blobs(mask)]
+        found_in = blobs(mask) if mask is not None else []
+        regions = [Crop(*(QUARTER * v for v in (b.x0, b.y0, b.x1, b.y1))) for b in found_in]
         regions = [grown(c, frame.width, frame.height, least) for c in regions]
         merged = sorted(merge(regions, self.max_crops, int(least * least)), key=lambda c: (c.x0, c.y0))
         self.crops = [on_grid(c, frame.width, frame.height, scale, GRID) for c in merged]
