@@ -4,6 +4,7 @@ Every setting sees every frame in turn (so motion-based second passes have their
 each; people are counted at pose score >= `--cut` (the loop's default min_pose_score) on every `--every`-th
 frame, and the time is the median whole `estimate` over those frames.
 Usage: python bench/small_people.py [--video street_multi.avi] [--every 5] [--setting NAME:key=value,...]
+(settings as `piposer eval --model` takes them: TOML values, so strings quoted)
 """
 
 from __future__ import annotations
@@ -22,27 +23,14 @@ sys.path.insert(0, str(ROOT))  # this checkout's piposer, not an installed one
 SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("PIPOSER_MODEL_DIR", f"{SHARED}/models{os.pathsep}{SHARED}/models/converted_from_tfjs")
 
-from piposer.estimators.posenet import PoseNet  # noqa: E402
+from piposer import config  # noqa: E402
+from piposer.estimators import create  # noqa: E402
+from piposer.modelstore import ModelStore  # noqa: E402
+from piposer.tools.cli import eval_spec  # noqa: E402
 
-DEFAULT_SETTINGS = ["posenet:second_pass=off", "posenet:second_pass=off,long_side=481",
-                    "posenet:second_pass=off,long_side=641", "posenet:running_mode=image", "posenet",
-                    "posenet:second_pass=motion"]
-
-
-def parse(setting: str) -> tuple[str, dict]:
-    """'posenet:long_side=641,second_pass=motion' -> ('posenet', {'long_side': 641, 'second_pass': 'motion'})."""
-    name, _, rest = setting.partition(":")
-    options = {}
-    for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            options[key] = int(value)
-        except ValueError:
-            try:
-                options[key] = float(value)
-            except ValueError:
-                options[key] = value
-    return name, options
+DEFAULT_SETTINGS = ['posenet:second_pass="off"', 'posenet:second_pass="off",long_side=481',
+                    'posenet:second_pass="off",long_side=641', 'posenet:running_mode="image"', "posenet",
+                    'posenet:second_pass="motion"']
 
 
 def main() -> None:
@@ -54,7 +42,8 @@ def main() -> None:
     args = ap.parse_args()
     settings = args.setting or DEFAULT_SETTINGS
     for video in args.video or ["street_multi.avi"]:
-        estimators = [PoseNet(name, **options) for name, options in map(parse, settings)]
+        store = ModelStore.from_environment()
+        estimators = [create(eval_spec(spec, config.Config(), store), store=store) for spec in settings]
         counts = [[] for _ in settings]
         times = [[] for _ in settings]
         crops = [[] for _ in settings]
