@@ -136,11 +136,13 @@ def test_settings_are_validated_with_the_key_named(table, message):
         config.build(config.Config, {"tracking": table}, "")
 
 
-def video_ids(video: str, step: int = 1, model: str = "posenet", first: int = 0) -> list[dict[int, tuple[float, float]]]:
+def video_ids(video: str, step: int = 1, model: str = "posenet", first: int = 0,
+              second_pass: str = "weak") -> list[dict[int, tuple[float, float]]]:
     """Per processed frame, track id -> box centre, from the real loop (source, estimator, tracker with
     the default settings, the loop's 0.3 score cut) over every `step`th frame of a shared video."""
     cfg = config.Config()
     cfg.model.name = model
+    cfg.posenet.second_pass = second_pass
     source = open_source(SourceSettings(source=str(DATA / "video" / video)), log=lambda _: None)
     frames = []
     with Pipeline(create(cfg, running_mode="video"), source=source, tracker=Tracker(cfg.tracking),
@@ -162,8 +164,9 @@ def test_room_clips_keep_one_id_per_person_at_full_and_a_third_of_the_frame_rate
 @pytest.mark.parametrize("step", [1, 3])
 def test_street_clip_ids_stay_within_twice_the_people_walking_through(step):
     """street_multi.avi: 7 people walk through the near and middle ground (counted by eye: BENCHMARKS.md),
-    besides a far crowd; the greedy tracker this replaced gave 27 ids."""
-    frames = video_ids("street_multi.avi", step)
+    besides a far crowd; the greedy tracker this replaced gave 27 ids. PoseNet's second pass, which finds
+    the far crowd too (31 ids at step 1, 28 at step 3), is off: these are the people the bound counts."""
+    frames = video_ids("street_multi.avi", step, second_pass="off")
     assert len({i for f in frames for i in f}) <= 2 * 7
 
 

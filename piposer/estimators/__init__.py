@@ -125,8 +125,8 @@ def create(config, running_mode: str | None = None, store: ModelStore | None = N
     """The estimator for `config.model.name`, built from the config's sections for its family, its files
     found by `store` (default: the store the environment describes).
 
-    `running_mode` ("image" or "video") overrides the family's (all but PoseNet have one), so one-off photos
-    skip tracking.
+    `running_mode` ("image" or "video") overrides the family's, so one-off photos skip tracking (and PoseNet's
+    second pass forgets the last photo).
     """
     import importlib
 

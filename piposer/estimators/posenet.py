@@ -20,7 +20,8 @@ from ..errors import PiposerError
 from ..types import COCO17, Frame, Pose, make_pose
 from . import BaseEstimator, ModelSettings, settings_from
 from .settings import PoseNetSettings
-from .posenet_decoder import Decoded, decode_multiple, decode_single
+from .posenet_decoder import Decoded, decode_multiple, decode_single, refine_keypoints
+from .second_pass import SecondPass
 from .ssd import sigmoid
 
 
@@ -105,6 +106,10 @@ class PoseNetEstimator(BaseEstimator):
             self._check_size(tuple(self.settings.input_size), "posenet.input_size")
         self.timings: dict[str, float] = {}
         self._buffer: np.ndarray | None = None
+        s = self.settings
+        self.second_pass = None if s.second_pass == "off" or s.input_size else SecondPass(
+            s.running_mode == "video", s.second_pass == "motion", s.second_pass_zoom, s.second_pass_crops, self.long_side, self.stride,
+            lambda: PoseNetEstimator(self.model_settings, dataclasses.replace(s, second_pass="off"), store))
 
     @staticmethod
     def _resolve(store: ModelStore, name: str, stride: int | None) -> ResolvedModel:
@@ -126,19 +131,19 @@ class PoseNetEstimator(BaseEstimator):
         if not all(valid_size(s, self.stride) for s in hw):
             raise PiposerError(f"{what} = {list(hw)}: height-1 and width-1 must be multiples of the output stride {self.stride}")
 
-    def input_size_for(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+    def input_size_for(self, image_hw: tuple[int, int], long_side: int | None = None) -> tuple[int, int]:
         if self.settings.input_size:
             return tuple(self.settings.input_size)
-        return aspect_input_size(image_hw, self.long_side, self.stride)
+        return aspect_input_size(image_hw, long_side or self.long_side, self.stride)
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+    def preprocess(self, image: np.ndarray, long_side: int | None = None) -> tuple[np.ndarray, float]:
         """BGR frame -> model input batch (RGB, scaled as the model expects, padded); returns it and the scale.
 
         Large frames are first halved with Gaussian pyramids (cheap, no aliasing) until at most
         a halving is left, which linear interpolation does well.
         """
         h, w = image.shape[:2]
-        in_h, in_w = self.input_size_for((h, w))
+        in_h, in_w = self.input_size_for((h, w), long_side)
         self.model.resize_input((1, in_h, in_w, 3))
         scale = min(in_h / h, in_w / w)
         new_w, new_h = min(in_w, round(w * scale)), min(in_h, round(h * scale))
@@ -163,10 +168,10 @@ class PoseNetEstimator(BaseEstimator):
             self._buffer = np.full(shape, 128, np.uint8) if self.quantized_input else np.zeros(shape, np.float32)
         return self._buffer
 
-    def infer(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+    def infer(self, image: np.ndarray, long_side: int | None = None) -> tuple[dict[str, np.ndarray], float]:
         """Run the network on a BGR image; returns the four heads as float arrays and the input scale."""
         t0 = time.perf_counter()
-        batch, scale = self.preprocess(image)
+        batch, scale = self.preprocess(image, long_side)
         t1 = time.perf_counter()
         self.model.run(batch)
         t2 = time.perf_counter()
@@ -177,23 +182,37 @@ class PoseNetEstimator(BaseEstimator):
             heads["fwd"], heads["bwd"] = mid[..., :32], mid[..., 32:]
         else:
             heads["fwd"], heads["bwd"] = self.model.output(out.fwd), self.model.output(out.bwd)
-        self.timings = {"preprocess": t1 - t0, "invoke": t2 - t1}
+        for stage, seconds in (("preprocess", t1 - t0), ("invoke", t2 - t1)):
+            self.timings[stage] = self.timings.get(stage, 0.0) + seconds
         return heads, scale
 
     def decode(self, heads: dict[str, np.ndarray]) -> Decoded:
         scores = heatmap_scores(heads["heatmap"])
         s = self.settings
         if s.decoder == "single":
-            return decode_single(scores, heads["offsets"], self.stride)
-        return decode_multiple(scores, heads["offsets"], heads["fwd"], heads["bwd"], self.stride,
-                               s.score_threshold, s.nms_radius, s.max_poses)
+            decoded = decode_single(scores, heads["offsets"], self.stride)
+        else:
+            decoded = decode_multiple(scores, heads["offsets"], heads["fwd"], heads["bwd"], self.stride,
+                                      s.score_threshold, s.nms_radius, s.max_poses)
+        return refine_keypoints(decoded, heads["offsets"], self.stride, s.refine_steps)
 
     def _estimate(self, frame: Frame) -> list[Pose]:
-        heads, scale = self.infer(frame.image)
+        self.timings = dict.fromkeys(("preprocess", "invoke", "decode"), 0.0)
+        poses = self.poses_in(frame.image)
+        if self.second_pass:
+            poses = self.second_pass(frame, poses, self.settings.max_poses, self.model_settings.keypoint_threshold)
+            for other in self.second_pass.passes:  # its crops' stages count as this frame's
+                for stage, seconds in other.timings.items():
+                    self.timings[stage] += seconds
+        return poses
+
+    def poses_in(self, image: np.ndarray, long_side: int | None = None) -> list[Pose]:
+        """One pass over a BGR image (input long side `long_side`, default the setting's): its poses in its
+        pixels, stage times added to `timings`."""
+        heads, scale = self.infer(image, long_side)
         t0 = time.perf_counter()
-        decoded = self.decode(heads)
-        poses = self.to_poses(decoded, scale, (frame.width, frame.height))
-        self.timings["decode"] = time.perf_counter() - t0
+        poses = self.to_poses(self.decode(heads), scale, (image.shape[1], image.shape[0]))
+        self.timings["decode"] = self.timings.get("decode", 0.0) + time.perf_counter() - t0
         return poses
 
     def to_poses(self, decoded: Decoded, scale: float, image_size: tuple[int, int]) -> list[Pose]:
@@ -208,6 +227,8 @@ class PoseNetEstimator(BaseEstimator):
 
     def close(self) -> None:
         self.model = None
+        if self.second_pass:
+            self.second_pass.close()
 
 
 class PoseNet(PoseNetEstimator):

@@ -10,6 +10,7 @@ from ..checks import check_range
 
 MAX_THREADS = 64
 PERSON_DETECTORS = ("blazepose", "posenet", "movenet")
+SECOND_PASSES = ("off", "weak", "motion")
 MAX_INPUT_SIDE = 4096  # px per side of the model input: beyond this a Pi runs out of memory, not accuracy
 
 
@@ -41,20 +42,37 @@ class PoseNetSettings:
 
     The input follows the frame's aspect with its long side `long_side` (default: the model file's, 353),
     the one knob trading speed for small people; `input_size` letterboxes into a fixed size instead.
+    `refine_steps` > 0 moves each decoded keypoint between grid cells (bilinear blend of the nearest cells'
+    offsets; 0 keeps Google's decoder output exactly).
+    `second_pass` looks again, at `second_pass_zoom` times the resolution, at up to `second_pass_crops`
+    crops of a wide frame where the first pass found small people only weakly, and with `running_mode =
+    "video"` where the last frame's second pass found people ("weak"; "motion" adds where something moves,
+    for a camera that stays still): small people without paying the higher resolution everywhere (not with
+    a fixed `input_size`).
     """
 
     decoder: Literal["multi", "single"] = "multi"
     output_stride: Literal[8, 16, 32] | None = None
     long_side: int | None = None
     input_size: list[int] | None = None
+    running_mode: Literal["image", "video"] = "video"
     max_poses: int = 10
     score_threshold: float = 0.15
     nms_radius: float = 20.0
     min_pose_score: float = 0.1
+    refine_steps: int = 0
+    second_pass: Literal["off", "weak", "motion"] = "weak"
+    second_pass_zoom: float = 2.0
+    second_pass_crops: int = 2
 
     def __post_init__(self):
         from ..checks import check_range
 
+        if self.second_pass not in SECOND_PASSES:
+            raise ValueError(f"posenet.second_pass = {self.second_pass!r}: must be one of {', '.join(SECOND_PASSES)}")
+        check_range("posenet.second_pass_zoom", self.second_pass_zoom, 1, 8, lo_open=True)
+        check_range("posenet.second_pass_crops", self.second_pass_crops, 1, 16)
+        check_range("posenet.refine_steps", self.refine_steps, 0, 8)
         if self.long_side is not None:
             if self.input_size is not None:
                 raise ValueError("posenet.long_side and posenet.input_size cannot both be set: pick one")
