@@ -231,14 +231,24 @@ def boxes_of(xy: np.ndarray, detected: np.ndarray) -> list[Box]:
     return [Box(*row) for row in np.concatenate([lo, hi], axis=1).tolist()]
 
 
-def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:
-    """Move the detected keypoints of `poses`, in place, to the (N, K, 2) pixel positions `xy` (the others
-    stay where they are), and each pose's box with them."""
+def keypoint_arrays(poses: list[Pose]) -> tuple[np.ndarray, np.ndarray]:
+    """The (N, K, 2) pixel positions and (N, K) detected flags of `poses` (one layout), read in one pass."""
     import numpy as np
 
-    sizes = np.array([p.image_size for p in poses], dtype=np.float64)[:, None, :]
-    values = np.concatenate([xy, xy / sizes], axis=2)[detected].T.ravel()
-    flat, count = memoryview(values).tolist(), len(values) // 4  # memoryview's tolist is 2x numpy's here
+    k = len(poses[0].keypoints)
+    flat = np.fromiter(chain.from_iterable((kp.x, kp.y, kp.detected) for p in poses for kp in p.keypoints),
+                       np.float64, 3 * k * len(poses)).reshape(len(poses), k, 3)
+    return flat[..., :2], flat[..., 2] > 0
+
+
+def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:
+    """Move the detected keypoints of one frame's `poses`, in place, to the (N, K, 2) pixel positions `xy`
+    (the others stay where they are). Boxes stay as the estimator made them."""
+    import numpy as np
+
+    points = xy[detected]
+    values = np.concatenate([points, points / poses[0].image_size], axis=1).T.ravel()
+    flat, count = memoryview(values).tolist(), len(points)  # memoryview's tolist is 2x numpy's here
     columns = (flat[i * count:(i + 1) * count] for i in range(4))
     keypoints = compress(chain.from_iterable(p.keypoints for p in poses), detected.ravel().tolist())
     for k, x, y, nx, ny in zip(keypoints, *columns):
@@ -246,8 +256,6 @@ def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:
         k.y = y
         k.nx = nx
         k.ny = ny
-    for pose, box in zip(poses, boxes_of(xy, detected)):
-        pose.box = box
 
 
 def make_pose(

@@ -54,11 +54,11 @@ class BoxKalman:
         """Move every box `dt` seconds on at its velocity and grow its uncertainty accordingly."""
         if dt <= 0 or not len(self):
             return
-        size2 = _size(self.boxes) ** 2
-        self.boxes = self.boxes + dt * self.velocity
-        self.pp = self.pp + 2 * dt * self.pv + dt * dt * self.vv + POSITION_STD ** 2 * size2 * dt
-        self.pv = self.pv + dt * self.vv
-        self.vv = self.vv + VELOCITY_STD ** 2 * size2 * dt
+        noise = _size(self.boxes) ** 2 * dt
+        self.boxes += dt * self.velocity
+        self.pp += (2 * dt) * self.pv + (dt * dt) * self.vv + POSITION_STD ** 2 * noise
+        self.pv += dt * self.vv
+        self.vv += VELOCITY_STD ** 2 * noise
 
     def update(self, rows: np.ndarray, boxes: np.ndarray) -> None:
         """Correct the boxes at `rows` with their measured (M, 4) `boxes`."""

@@ -44,7 +44,8 @@ class KeypointSmoother:
         scale = (1.0 / np.maximum(sizes, 1.0))[:, None, None]
         value, speed = one_euro_step(LANDMARK_FILTER, xy, self.raw[rows], self.value[rows], self.speed[rows],
                                      frequency, scale)
-        missing = ~seen[..., None]
-        value, speed = np.where(missing, xy, value), np.where(missing, 0.0, speed)
+        if not seen.all():
+            missing = ~seen[..., None]
+            value, speed = np.where(missing, xy, value), np.where(missing, 0.0, speed)
         self.raw[rows], self.value[rows], self.speed[rows], self.time[rows] = xy, value, speed, timestamp
         return value

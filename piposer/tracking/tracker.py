@@ -13,12 +13,10 @@ Keypoints of tracked poses are then smoothed per track (smoother.py) unless the 
 
 from __future__ import annotations
 
-from itertools import chain
-
 import lap
 import numpy as np
 
-from ..types import Layout, Pose, move_poses
+from ..types import Layout, Pose, keypoint_arrays, move_poses
 from .kalman import BoxKalman
 from .settings import TrackingSettings
 from .smoother import KeypointSmoother
@@ -66,7 +64,14 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def assign(similarity: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """The rows and columns of the assignment maximizing total similarity, each pair at least `threshold` alike."""
+    """The rows and columns of the assignment maximizing total similarity, each pair at least `threshold` alike.
+
+    When no row or column has more than one pair alike enough, those pairs are the assignment (the usual
+    case: people apart from each other), and the solver is needed only when they compete.
+    """
+    alike = similarity >= threshold
+    if alike.sum(0).max() <= 1 and alike.sum(1).max() <= 1:
+        return np.nonzero(alike)
     _, columns, _ = lap.lapjv(1.0 - similarity, extend_cost=True, cost_limit=1.0 - threshold + 1e-9)
     rows = np.flatnonzero(columns >= 0)
     columns = columns[rows]
@@ -130,10 +135,7 @@ class Tracker:
         self.frames += 1
         if not candidates:
             return []
-        k = len(candidates[0].keypoints)
-        points = np.fromiter(chain.from_iterable((kp.x, kp.y, kp.detected) for p in candidates for kp in p.keypoints),
-                             np.float64, 3 * k * len(candidates)).reshape(len(candidates), k, 3)
-        xy, seen = points[..., :2], points[..., 2] > 0
+        xy, seen = keypoint_arrays(candidates)
         boxes = box_rows(candidates)
         strong_rows = np.arange(len(strong))
         pairs = self._match(strong_rows, xy, seen, boxes, np.arange(len(self)), s.min_similarity)
