@@ -86,6 +86,15 @@ class Model:
             self._interp.set_tensor(tensor.index, array)
         self._interp.invoke()
 
+    def input_array(self) -> np.ndarray:
+        """A writable view of the first input's buffer, batch dim included: fill it in place of an array to
+        `run`, drop it, then `invoke` (the runtime refuses to invoke while a view is held)."""
+        return self._interp.tensor(self.input.index)()
+
+    def invoke(self) -> None:
+        """Invoke on the inputs as they are (see `input_array`)."""
+        self._interp.invoke()
+
     def output(self, tensor: Tensor) -> np.ndarray:
         """The output's values as float32 (dequantized with its scale and zero point), batch dim dropped."""
         raw = self._interp.get_tensor(tensor.index)[0]
