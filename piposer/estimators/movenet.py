@@ -93,13 +93,13 @@ class MoveNetEstimator(BaseEstimator):
         video also places the next frame's crop region."""
         people = output.reshape(-1, 51 if self.single else ROW)
         points = people[:, :51].reshape(-1, 17, 3)
-        xy = grid.project(points[:, :, 1::-1] * self.side)
-        scores = points[:, :, 2].sum(axis=1) / 17 if self.single else people[:, -1]
+        xy = grid.project(points[:, :, 1::-1], self.side)
+        scores = [float(points[0, :, 2].sum()) / 17] if self.single else people[:, -1].tolist()
         if self.single and self.settings.running_mode == "video":
             self.region = next_crop_region(xy[0], points[0, :, 2], frame.width, frame.height)
-        size = (frame.width, frame.height)
-        return [make_pose(COCO17, xy[i], points[i, :, 2], size, self.model_settings.keypoint_threshold,
-                          float(scores[i])) for i in np.flatnonzero(scores >= self.settings.min_pose_score)]
+        size, threshold = (frame.width, frame.height), self.model_settings.keypoint_threshold
+        return [make_pose(COCO17, xy[i], points[i, :, 2], size, threshold, score)
+                for i, score in enumerate(scores) if score >= self.settings.min_pose_score]
 
     def close(self) -> None:
         self.model = None

@@ -147,9 +147,9 @@ class Grid:
     sx: float
     sy: float
 
-    def project(self, points: np.ndarray) -> np.ndarray:
-        """Model-input pixel positions (..., 2) to image pixels."""
-        return points * (self.sx, self.sy) + (self.x0, self.y0)
+    def project(self, points: np.ndarray, input_size: int = 1) -> np.ndarray:
+        """Model-input positions (..., 2), in pixels or in `input_size`ths of the input, to image pixels."""
+        return points * (self.sx * input_size, self.sy * input_size) + (self.x0, self.y0)
 
 
 def snap(start: float, size: float, length: int, input_size: int) -> tuple[int, int, int, int]:
@@ -170,11 +170,11 @@ def fit(image: np.ndarray, roi: Roi, out: np.ndarray, mirror: bool = False) -> G
     if mirror:
         roi = Roi(width - roi.cx, roi.cy, roi.size)
     small, inner = shrink(image, roi, side)
-    f = roi.size / inner.size  # small image pixel u is image pixel f * u + offset
-    offset = np.array([roi.cx - f * inner.cx, roi.cy - f * inner.cy])
-    # the ROI's edges are pixel edges: those of the image are at pixel index - 0.5
-    edges = (np.array([roi.cx, roi.cy]) - roi.size / 2 - 0.5 - offset) / f + 0.5
-    (ax, bx, px, qx), (ay, by, py, qy) = (snap(e, inner.size, n, side) for e, n in zip(edges, small.shape[1::-1]))
+    f = roi.size / inner.size  # small-image pixel u is image pixel f * u + (ox, oy); Python floats, not numpy:
+    ox, oy = roi.cx - f * inner.cx, roi.cy - f * inner.cy  # a dozen tiny numpy steps cost more than the resize
+    edge = inner.size / 2 - 0.5 + 0.5 / f  # the ROI's edges are pixel edges: pixel index - 0.5 in the image
+    ax, bx, px, qx = snap(inner.cx - edge, inner.size, small.shape[1], side)
+    ay, by, py, qy = snap(inner.cy - edge, inner.size, small.shape[0], side)
     out[:py], out[qy:], out[py:qy, :px], out[py:qy, qx:] = 0, 0, 0, 0
     if qx > px and qy > py:
         part = small[ay:by, ax:bx]
@@ -183,11 +183,9 @@ def fit(image: np.ndarray, roi: Roi, out: np.ndarray, mirror: bool = False) -> G
                      dst=out[py:qy, side - qx:side - px])
         else:
             cv2.resize(part, (qx - px, qy - py), dst=out[py:qy, px:qx], interpolation=cv2.INTER_LINEAR)
-    sx, sy = (bx - ax) / max(1, qx - px), (by - ay) / max(1, qy - py)
-    x0, y0 = f * np.array([ax - 0.5 + (0.5 - px) * sx, ay - 0.5 + (0.5 - py) * sy]) + offset
-    if mirror:
-        return Grid(float(width - 1 - x0 - (side - 1) * f * sx), float(y0), f * sx, f * sy)
-    return Grid(float(x0), float(y0), f * sx, f * sy)
+    sx, sy = f * (bx - ax) / max(1, qx - px), f * (by - ay) / max(1, qy - py)
+    x0, y0 = f * (ax - 0.5) + (0.5 - px) * sx + ox, f * (ay - 0.5) + (0.5 - py) * sy + oy
+    return Grid(width - 1 - x0 - (side - 1) * sx if mirror else x0, y0, sx, sy)
 
 
 def paste(values: np.ndarray, roi: Roi, image_size: tuple[int, int]) -> np.ndarray:
