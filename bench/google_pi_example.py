@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's piposer, not whichever one the venv has installed
 SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared")).resolve()
 CACHE = ROOT / ".bench-cache/tf-examples"
 EXAMPLE = "lite/examples/pose_estimation/raspberry_pi"
