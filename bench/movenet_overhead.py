@@ -6,6 +6,8 @@ photos, for this checkout and an older revision side by side in one process, tak
 `piposer bench` gives the same figures for one checkout; on a shared machine its runs drift apart by more than
 the change being measured, so this runs both at once. The revision's `piposer` is extracted with `git archive`
 into a temporary folder under another package name (piposer's imports inside the package are relative).
+`total - invoke` and the per-frame total/invoke are medians over frames; the ratio of the two medians is
+printed too (what `piposer bench` prints), though on a loaded machine it drifts with the spread of both.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ def pipeline(package: str, model: str, threads: int):
 
 
 def compare(packages: list[str], model: str, threads: int, repeat: int) -> dict[str, dict[str, float]]:
-    """Medians (ms) of each side's total, invoke, preprocess and decode, and of total - invoke per frame."""
+    """Medians (seconds) of each side's total, invoke, preprocess and decode, and per frame of total - invoke and
+    total / invoke (under load the ratio of the two medians drifts with the spread of both)."""
     sides = {package: pipeline(package, model, threads) for package in packages}
-    samples = {package: {"total": [], "invoke": [], "preprocess": [], "decode": [], "around": []} for package in packages}
+    samples = {package: {"total": [], "invoke": [], "preprocess": [], "decode": [], "around": [], "ratio": []}
+               for package in packages}
     for n, path in enumerate(sorted(PHOTOS.glob("*.jpg"))):
         frames = {package: read(path) for package, (_, read) in sides.items()}
         for package, (loop, _) in sides.items():
@@ -64,9 +68,10 @@ def compare(packages: list[str], model: str, threads: int, repeat: int) -> dict[
                 timings, s = loop.estimator.timings, samples[package]
                 s["total"].append(total)
                 s["around"].append(total - timings["invoke"])
+                s["ratio"].append(total / timings["invoke"])
                 for stage in ("invoke", "preprocess", "decode"):
                     s[stage].append(timings[stage])
-    return {package: {k: 1e3 * statistics.median(v) for k, v in s.items()} for package, s in samples.items()}
+    return {package: {k: statistics.median(v) for k, v in s.items()} for package, s in samples.items()}
 
 
 def main() -> None:
@@ -83,12 +88,14 @@ def main() -> None:
             packages.append(OLD)
         print(f"{args.threads} thread(s), {args.repeat} runs per photo, medians in ms"
               + (f"; {OLD} = {args.against}" if args.against else ""))
-        print("| model | code | total | invoke | preprocess | decode | total - invoke | total/invoke |\n"
-              "|---|---|---|---|---|---|---|---|")
+        print("| model | code | total | invoke | preprocess | decode | total - invoke | total/invoke "
+              "| per-frame total/invoke |\n|---|---|---|---|---|---|---|---|---|")
         for model in args.models:
             for package, m in compare(packages, model, args.threads, args.repeat).items():
-                print(f"| {model} | {package} | {m['total']:.3f} | {m['invoke']:.3f} | {m['preprocess']:.3f} "
-                      f"| {m['decode']:.3f} | {m['around']:.3f} | **{m['total'] / m['invoke']:.3f}** |", flush=True)
+                ms = {k: 1e3 * v for k, v in m.items()}
+                print(f"| {model} | {package} | {ms['total']:.3f} | {ms['invoke']:.3f} | {ms['preprocess']:.3f} "
+                      f"| {ms['decode']:.3f} | {ms['around']:.3f} | {m['total'] / m['invoke']:.3f} | **{m['ratio']:.3f}** |",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -175,7 +175,9 @@ def fit(image: np.ndarray, roi: Roi, out: np.ndarray, mirror: bool = False) -> G
     edge = inner.size / 2 - 0.5 + 0.5 / f  # the ROI's edges are pixel edges: pixel index - 0.5 in the image
     ax, bx, px, qx = snap(inner.cx - edge, inner.size, small.shape[1], side)
     ay, by, py, qy = snap(inner.cy - edge, inner.size, small.shape[0], side)
-    out[:py], out[qy:], out[py:qy, :px], out[py:qy, qx:] = 0, 0, 0, 0
+    out[:py], out[qy:] = 0, 0
+    if px or qx < side:  # a letterbox has black on two sides only: each numpy step counts here (see make_pose)
+        out[py:qy, :px], out[py:qy, qx:] = 0, 0
     if qx > px and qy > py:
         part = small[ay:by, ax:bx]
         if mirror:
