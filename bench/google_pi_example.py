@@ -217,7 +217,8 @@ def compare(classes, name: str, video: bool, images: list[np.ndarray], threads: 
     errors = np.asarray(errors)
     ours_ms, theirs_ms = 1e3 * np.median(ours_s[1:]), 1e3 * np.median(theirs_s[1:])
     lead = 1e3 * np.median(np.subtract(theirs_s[1:], ours_s[1:]))  # per frame: steadier than the ratio under load
-    return {"frames": len(images), "ours_ms": ours_ms, "theirs_ms": theirs_ms, "ratio": theirs_ms / ours_ms, "lead": lead,
+    return {"frames": len(images), "ours_ms": ours_ms, "theirs_ms": theirs_ms, "ratio": theirs_ms / ours_ms,
+            "lead": lead,
             "around": [1e3 * np.median(a[1:]) for a in around],
             "tracker_ms": 1e3 * np.median(tracker_s[1:]), "median": float(np.median(errors)) if errors.size else np.nan,
             "p95": float(np.percentile(errors, 95)) if errors.size else np.nan, "unpaired": unpaired, "people": people}

@@ -94,7 +94,8 @@ def main() -> None:
             for package, m in compare(packages, model, args.threads, args.repeat).items():
                 ms = {k: 1e3 * v for k, v in m.items()}
                 print(f"| {model} | {package} | {ms['total']:.3f} | {ms['invoke']:.3f} | {ms['preprocess']:.3f} "
-                      f"| {ms['decode']:.3f} | {ms['around']:.3f} | {m['total'] / m['invoke']:.3f} | **{m['ratio']:.3f}** |",
+                      f"| {ms['decode']:.3f} | {ms['around']:.3f} | {m['total'] / m['invoke']:.3f} "
+                      f"| **{m['ratio']:.3f}** |",
                       flush=True)
 
 

@@ -1,4 +1,5 @@
-"""Rotated square regions of interest: built from two alignment points, cropped out with one affine warp.
+"""Rotated square regions of interest: built from two alignment points, cropped out with one affine warp
+(`crop`), or, upright, with one resize onto a grid of whole pixels (`fit`, MoveNet's).
 
 A `Roi` maps the model's square input onto the image: input corner (0, 0) lands on the ROI's
 top-left corner, (size, size) on its bottom-right, as MediaPipe's image-to-tensor step does with
@@ -164,8 +165,9 @@ def snap(start: float, size: float, length: int, input_size: int) -> tuple[int, 
 def fit(image: np.ndarray, roi: Roi, out: np.ndarray, mirror: bool = False) -> Grid:
     """Crop an upright ROI of `image` into the square `out` (zero where it leaves the image) and return the grid
     it was sampled on. The ROI is shrunk (see `shrink`), snapped to whole pixels, and resized bilinearly in one
-    call straight into `out`: a quarter of `crop`'s warp, and the grid carries the snapping, so projecting back
-    is exact. `mirror`: the ROI, and the grid returned, are in the horizontally mirrored image's pixels."""
+    call straight into `out` (a quarter of the time of `crop`'s warp), and the grid carries the snapping, so
+    projecting back is exact. `mirror`: the ROI, and the grid returned, are in the horizontally mirrored
+    image's pixels."""
     width, side = image.shape[1], out.shape[0]
     if mirror:
         roi = Roi(width - roi.cx, roi.cy, roi.size)
