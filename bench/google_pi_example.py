@@ -17,7 +17,11 @@ Both sides see the same frames (the shared videos, then the coco_dev photos), ta
 the BGR frame, the example's `detect(rgb)` (it wants RGB; its own loop passes the camera's BGR frame
 unconverted, a slip we do not copy, so the conversion is done outside its timing). For MultiPose the
 example's default bounding-box tracker runs inside `detect`; its time is reported apart and taken out of
-the example's estimator figure. Photos reset the SinglePose crop region on both sides (image mode).
+the example's estimator figure. `example - piposer ms` is the median over frames of the two calls' difference
+on the same frame (positive: piposer is faster), steadier on a loaded machine than the ratio of medians;
+`around invoke` is each side's call minus its bare invoke (the example's interpreter is timed through the
+shim), the part where the two codes differ.
+Photos reset the SinglePose crop region on both sides (image mode).
 
 Agreement: people are paired by smallest mean keypoint distance; per keypoint both score >= 0.3, the
 distance between the two results over the diagonal of the box around the example's keypoints; median and
@@ -40,6 +44,7 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's piposer, not whichever one the venv has installed
 SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared")).resolve()
 CACHE = ROOT / ".bench-cache/tf-examples"
 EXAMPLE = "lite/examples/pose_estimation/raspberry_pi"
@@ -81,8 +86,18 @@ def import_example(threads: int):
                  f"https://github.com/tensorflow/examples (or a local git directory of that repository) first")
     runtime = interpreter_class()
 
+    class TimedInterpreter(runtime):
+        """The runtime's Interpreter, keeping how long its last invoke took."""
+
+        last_invoke = 0.0
+
+        def invoke(self):
+            start = time.perf_counter()
+            super().invoke()
+            self.last_invoke = time.perf_counter() - start
+
     def interpreter(model_path: str, num_threads: int | None = None, **options):
-        return runtime(model_path=model_path, num_threads=threads, **options)
+        return TimedInterpreter(model_path=model_path, num_threads=threads, **options)
 
     shim = types.ModuleType("ai_edge_litert.interpreter")
     shim.Interpreter = interpreter
@@ -179,6 +194,7 @@ def compare(classes, name: str, video: bool, images: list[np.ndarray], threads: 
     ours = piposer_side(name, threads, video)
     theirs = Example(classes, ModelStore.from_environment().resolve(name).path, not ours.single)
     ours_s, theirs_s, tracker_s, errors, unpaired, people = [], [], [], [], 0, 0
+    around: tuple[list[float], list[float]] = ([], [])  # each side's call minus its invoke
     for i, image in enumerate(images):
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         for turn in ((0, 1) if i % 2 else (1, 0)):
@@ -186,9 +202,11 @@ def compare(classes, name: str, video: bool, images: list[np.ndarray], threads: 
                 start = time.perf_counter()
                 poses = ours.estimate(Frame(image, i, i / 30))
                 ours_s.append(time.perf_counter() - start)
+                around[0].append(ours_s[-1] - ours.timings["invoke"])
             else:
                 elapsed, tracking, persons = theirs.detect(rgb, reset=not video)
                 theirs_s.append(elapsed - tracking)
+                around[1].append(theirs_s[-1] - theirs.model._interpreter.last_invoke)
                 tracker_s.append(tracking)
         mine = [np.array([[k.x, k.y, k.score] for k in p.keypoints]) for p in poses]
         frame_errors, frame_unpaired = pair_errors(mine, persons)
@@ -198,7 +216,10 @@ def compare(classes, name: str, video: bool, images: list[np.ndarray], threads: 
     ours.close()
     errors = np.asarray(errors)
     ours_ms, theirs_ms = 1e3 * np.median(ours_s[1:]), 1e3 * np.median(theirs_s[1:])
+    lead = 1e3 * np.median(np.subtract(theirs_s[1:], ours_s[1:]))  # per frame: steadier than the ratio under load
     return {"frames": len(images), "ours_ms": ours_ms, "theirs_ms": theirs_ms, "ratio": theirs_ms / ours_ms,
+            "lead": lead,
+            "around": [1e3 * np.median(a[1:]) for a in around],
             "tracker_ms": 1e3 * np.median(tracker_s[1:]), "median": float(np.median(errors)) if errors.size else np.nan,
             "p95": float(np.percentile(errors, 95)) if errors.size else np.nan, "unpaired": unpaired, "people": people}
 
@@ -219,12 +240,14 @@ def main() -> None:
     classes = import_example(args.threads)
     commit = (CACHE / "COMMIT").read_text().strip() if (CACHE / "COMMIT").exists() else "unknown"
     print(f"example commit {commit[:12]}, runtime {runtime}, {args.threads} threads")
-    print("| model | frames | piposer ms | example ms | example/piposer | example tracker ms "
-          "| keypoint diff median | p95 | unpaired / example people |\n|---|---|---|---|---|---|---|---|---|")
+    print("| model | frames | piposer ms | example ms | example/piposer | example - piposer ms "
+          "| around invoke ms, piposer / example | example tracker ms | keypoint diff median | p95 "
+          "| unpaired / example people |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         for source, video, images in sources(args.frames):
             r = compare(classes, name, video, images, args.threads)
             print(f"| {name} {source} | {r['frames']} | {r['ours_ms']:.2f} | {r['theirs_ms']:.2f} | {r['ratio']:.3f} "
+                  f"| {r['lead']:+.2f} | {r['around'][0]:.2f} / {r['around'][1]:.2f} "
                   f"| {r['tracker_ms']:.2f} | {r['median']:.4f} | {r['p95']:.4f} | {r['unpaired']} / {r['people']} |",
                   flush=True)
 

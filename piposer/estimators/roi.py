@@ -1,4 +1,5 @@
-"""Rotated square regions of interest: built from two alignment points, cropped out with one affine warp.
+"""Rotated square regions of interest: built from two alignment points, cropped out with one affine warp
+(`crop`), or, upright, with one resize onto a grid of whole pixels (`fit`, MoveNet's).
 
 A `Roi` maps the model's square input onto the image: input corner (0, 0) lands on the ROI's
 top-left corner, (size, size) on its bottom-right, as MediaPipe's image-to-tensor step does with
@@ -123,12 +124,6 @@ def crop(image: np.ndarray, roi: Roi, input_size: int, mirror: bool = False,
     return cv2.warpAffine(image, matrix, size, flags=flags, borderMode=border, borderValue=0)
 
 
-def mirrored(roi: Roi, width: int, input_size: int) -> Roi:
-    """The upright ROI of a horizontally mirrored `width`-wide image as a ROI of the image itself: its crop,
-    flipped left to right, is the mirrored image's crop pixel for pixel."""
-    return Roi(width - 1 - roi.cx + roi.size / input_size, roi.cy, roi.size, roi.rotation)
-
-
 def shrink(image: np.ndarray, roi: Roi, input_size: int) -> tuple[np.ndarray, Roi]:
     """The part of the image an upright ROI covers, halved while the ROI is over twice `input_size`, and the ROI
     in that part's pixels: the bilinear crop after it never skips pixels, and the work follows the ROI's area,
@@ -149,6 +144,60 @@ def shrink(image: np.ndarray, roi: Roi, input_size: int) -> tuple[np.ndarray, Ro
             shift = 0.5
         roi = Roi((roi.cx - x0 - shift) / 2, (roi.cy - y0 - shift) / 2, roi.size / 2)
     return image, roi
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where an upright crop's input pixels were sampled: input pixel (i, j) is image pixel (x0 + i * sx,
+    y0 + j * sy). Snapping to whole pixels leaves the two scales a rounding apart, so a Grid, not a Roi."""
+
+    x0: float
+    y0: float
+    sx: float
+    sy: float
+
+    def project(self, points: np.ndarray, input_size: int = 1) -> np.ndarray:
+        """Model-input positions (..., 2), in pixels or in `input_size`ths of the input, to image pixels."""
+        return points * (self.sx * input_size, self.sy * input_size) + (self.x0, self.y0)
+
+
+def snap(start: float, size: float, length: int, input_size: int) -> tuple[int, int, int, int]:
+    """One axis of an upright ROI snapped to whole pixels: the image pixels [a, b) of a `length` axis that the
+    ROI from `start` (pixel edges) over `size` covers, and the input pixels [p, q) they fill."""
+    k = size / input_size
+    a, b = max(0, round(start)), min(length, round(start + size))
+    p, q = max(0, round((a - start) / k)), min(input_size, round((b - start) / k))
+    return a, b, p, max(p, q)
+
+
+def fit(image: np.ndarray, roi: Roi, out: np.ndarray, mirror: bool = False) -> Grid:
+    """Crop an upright ROI of `image` into the square `out` (zero where it leaves the image) and return the grid
+    it was sampled on. The ROI is shrunk (see `shrink`), snapped to whole pixels, and resized bilinearly in one
+    call straight into `out` (a quarter of the time of `crop`'s warp), and the grid carries the snapping, so
+    projecting back is exact. `mirror`: the ROI, and the grid returned, are in the horizontally mirrored
+    image's pixels."""
+    width, side = image.shape[1], out.shape[0]
+    if mirror:
+        roi = Roi(width - roi.cx, roi.cy, roi.size)
+    small, inner = shrink(image, roi, side)
+    f = roi.size / inner.size  # small-image pixel u is image pixel f * u + (ox, oy); Python floats, not numpy:
+    ox, oy = roi.cx - f * inner.cx, roi.cy - f * inner.cy  # a dozen tiny numpy steps cost more than the resize
+    edge = inner.size / 2 - 0.5 + 0.5 / f  # the ROI's edges are pixel edges: pixel index - 0.5 in the image
+    ax, bx, px, qx = snap(inner.cx - edge, inner.size, small.shape[1], side)
+    ay, by, py, qy = snap(inner.cy - edge, inner.size, small.shape[0], side)
+    out[:py], out[qy:] = 0, 0
+    if px or qx < side:  # a letterbox has black on two sides only: each numpy step counts here (see make_pose)
+        out[py:qy, :px], out[py:qy, qx:] = 0, 0
+    if qx > px and qy > py:
+        part = small[ay:by, ax:bx]
+        if mirror:
+            cv2.flip(cv2.resize(part, (qx - px, qy - py), interpolation=cv2.INTER_LINEAR), 1,
+                     dst=out[py:qy, side - qx:side - px])
+        else:
+            cv2.resize(part, (qx - px, qy - py), dst=out[py:qy, px:qx], interpolation=cv2.INTER_LINEAR)
+    sx, sy = f * (bx - ax) / max(1, qx - px), f * (by - ay) / max(1, qy - py)
+    x0, y0 = f * (ax - 0.5) + (0.5 - px) * sx + ox, f * (ay - 0.5) + (0.5 - py) * sy + oy
+    return Grid(width - 1 - x0 - (side - 1) * sx if mirror else x0, y0, sx, sy)
 
 
 def paste(values: np.ndarray, roi: Roi, image_size: tuple[int, int]) -> np.ndarray:
