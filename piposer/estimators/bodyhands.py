@@ -18,8 +18,9 @@ from ..types import Pose
 from . import BaseEstimator
 
 # A hand belongs to a body wrist within this many body sizes (the larger of shoulder width and torso length)
-# of the hand's own wrist landmark. Measured on the shared photos: a hand's wrist lies 0.02-0.12 body sizes
-# from its person's wrist keypoint (MoveNet MultiPose, PoseNet), a neighbour's is more than 0.9 away.
+# of the hand's own wrist landmark. Measured on the two photos of tests/test_body_hands.py (MoveNet MultiPose
+# and PoseNet): a hand's wrist lies 0.01-0.08 body sizes from its own wrist keypoint; the next detected wrist
+# is 0.85 or more away (a hand whose own wrist the body model missed stays unattached).
 REACH = 0.5
 SIDES = ("left", "right")
 
