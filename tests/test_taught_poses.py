@@ -53,7 +53,7 @@ def labelled_run(taught) -> list[tuple[int, list]]:
 
 def test_the_file_holds_what_was_taught(taught):
     data = json.loads(taught.read_text())
-    assert data["format"] == "piposer-poses" and data["version"] == 1
+    assert data["format"] == "piposer-poses" and data["version"] == 2
     counts = Counter(ex["label"] for ex in data["examples"])
     assert set(counts) == {"standing", "drinking"} and min(counts.values()) >= 6
     assert [p.name for p in taught.parent.iterdir()] == ["poses.json"]  # written atomically, no temp file left

@@ -145,4 +145,10 @@ def create(config, running_mode: str | None = None, store: ModelStore | None = N
         from .topdown import build_proposer
 
         return estimator(config.model, settings, store, build_proposer(config, settings.person_detector, store))
+    if family == "hands" and settings.bodies:  # each hand attached to the person whose wrist it is on
+        from .bodyhands import build
+
+        if store.family_of(settings.bodies) not in set(FAMILIES) - {"hands"}:
+            raise ConfigError(f"hands.bodies = {settings.bodies!r} is not a body pose model (e.g. movenet-multipose)")
+        return build(config, estimator(config.model, settings, store), store)
     return estimator(config.model, settings, store)

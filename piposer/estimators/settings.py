@@ -138,6 +138,8 @@ class HandsSettings:
     `running_mode = "video"` follows each hand from the previous frame's landmarks and runs the palm detector
     only while fewer than `num_hands` are followed; "image" detects palms on every frame. `detector` empty
     means the palm detector of the same size as the landmark model (palm-detection-lite for hands-lite).
+    `bodies` names a body model (e.g. movenet-multipose) to run as well, so each hand names the person whose
+    wrist it is on (estimators/bodyhands.py); empty: hands only.
     """
 
     running_mode: Literal["image", "video"] = "video"
@@ -145,6 +147,7 @@ class HandsSettings:
     min_hand_detection_confidence: float = 0.5
     min_hand_presence_confidence: float = 0.5
     detector: str = ""
+    bodies: str = ""
 
     def __post_init__(self):
         check_range("hands.num_hands", self.num_hands, 1, 100)

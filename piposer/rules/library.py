@@ -1,7 +1,7 @@
 """Taught poses on disk: labelled examples in one small versioned JSON file, and the `[poses]` settings.
 
-An example keeps a person's raw keypoints (pixels by COCO-17 name, null where not detected), not the
-classifier's features, so a later, better normalization still reads old files. The file is rewritten
+An example keeps a person's raw keypoints (pixels by COCO-17 name, null where not detected) or, for a
+hand shape, a hand's 21 landmarks by hand21 name, not the classifier's features, so a later, better normalization still reads old files. The file is rewritten
 whole under a temporary name and renamed (sinks/files.py), so an interrupted `teach` never damages it.
 Standard library only: the config loader checks rules against the taught labels without numpy.
 """
@@ -16,12 +16,14 @@ from typing import Iterable
 
 from ..checks import check_range
 from ..errors import ConfigError
-from ..types import COCO17, Pose
+from ..types import COCO17, HAND21, Pose
 from .settings import NAME, RuleSettings, pose_labels
 
 FORMAT = "piposer-poses"
-VERSION = 1
+VERSION = 2  # 2 added hand shapes ("kind": "hand"); version 1 files (body poses only) are still read
 DEFAULT_FILE = "poses.json"
+STORED = {"body": COCO17, "hand": HAND21}  # each kind of example and the layout its points are kept in
+KINDS = tuple(STORED)
 
 
 @dataclass
@@ -29,8 +31,9 @@ class PoseSettings:
     """[poses]: where the taught examples live and how the classifier decides (see rules/poses.py).
 
     `file` defaults to poses.json beside the config file (relative paths are taken from there).
-    `k` nearest examples vote; only examples within `max_distance` (RMS, in body sizes) count, so a
-    pose unlike every example gets no label. `mirror` also matches each example left-right mirrored.
+    `k` nearest examples vote; only examples within `max_distance` (RMS, in body sizes; for hand shapes in
+    palm lengths) count, so a pose unlike every example gets no label. `mirror` also matches each body
+    example left-right mirrored (hand shapes always are: one shape fits either hand).
     Per person, confidences are smoothed with a time constant of `smooth` seconds; a label is given
     once its confidence reaches `enter` and kept until it falls below `release`.
     """
@@ -58,21 +61,25 @@ class PoseSettings:
 
 @dataclass
 class Example:
-    """One labelled pose: COCO-17 keypoint pixel positions in COCO order (None: not detected)."""
+    """One labelled pose: keypoint pixel positions (None: not detected) in COCO-17 order for a body pose
+    (`kind` "body"), in hand21 order for a hand shape ("hand")."""
 
     label: str
     points: list[tuple[float, float] | None]
     source: str = ""
     frame: int | None = None
     recorded: float = 0.0
+    kind: str = "body"
 
     @classmethod
     def from_pose(cls, pose: Pose, label: str, source: str = "", frame: int | None = None) -> Example:
-        """The pose's COCO-17 keypoints by name (BlazePose has them all), undetected ones as None."""
+        """The pose's COCO-17 keypoints by name (BlazePose has them all), or a hand's 21 landmarks; undetected
+        ones as None."""
+        kind = "hand" if pose.layout.handed else "body"
         kps = {k.name: k for k in pose.keypoints}
         points = [(round(kps[n].x, 1), round(kps[n].y, 1)) if n in kps and kps[n].detected else None
-                  for n in COCO17.keypoints]
-        return cls(label, points, source, frame, round(time.time(), 3))
+                  for n in STORED[kind].keypoints]
+        return cls(label, points, source, frame, round(time.time(), 3), kind)
 
 
 def check_label(label: str) -> str:
@@ -112,10 +119,20 @@ class PoseLibrary:
             counts[ex.label] = counts.get(ex.label, 0) + 1
         return counts
 
+    def kinds(self) -> dict[str, str]:
+        """Each label and whether it is a body pose ("body") or a hand shape ("hand")."""
+        return {ex.label: ex.kind for ex in self.examples}
+
     def add(self, examples: Iterable[Example]) -> int:
+        """Add examples; a label taught as the other kind (a body pose named like a hand shape) is a ConfigError."""
         new = list(examples)
+        kinds = self.kinds()
         for ex in new:
             check_label(ex.label)
+            if kinds.setdefault(ex.label, ex.kind) != ex.kind:
+                what = {"body": "body pose", "hand": "hand shape"}
+                raise ConfigError(f"pose label {ex.label!r} is taught as a {what[kinds[ex.label]]} in {self.path}; "
+                                  f"give the {what[ex.kind]} another name")
         self.examples.extend(new)
         return len(new)
 
@@ -128,8 +145,9 @@ class PoseLibrary:
 
     def to_dict(self) -> dict:
         return {
-            "format": FORMAT, "version": VERSION, "keypoints": list(COCO17.keypoints),
-            "examples": [{"label": ex.label, "points": [list(p) if p else None for p in ex.points],
+            "format": FORMAT, "version": VERSION,
+            "keypoints": {kind: list(layout.keypoints) for kind, layout in STORED.items()},
+            "examples": [{"label": ex.label, "kind": ex.kind, "points": [list(p) if p else None for p in ex.points],
                           "source": ex.source, "frame": ex.frame, "recorded": ex.recorded}
                          for ex in self.examples],
         }
@@ -148,22 +166,27 @@ def _examples(data, path: Path) -> list[Example]:
     where = f"poses file {path}"
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(f"{where} is not a piposer poses file (no \"format\": \"{FORMAT}\")")
-    if data.get("version") != VERSION:
-        raise ConfigError(f"{where} has version {data.get('version')!r}; this piposer reads version {VERSION}")
+    if data.get("version") not in (1, VERSION):
+        raise ConfigError(f"{where} has version {data.get('version')!r}; this piposer reads versions 1 to {VERSION}")
     names = data.get("keypoints")
-    if not isinstance(names, list) or not set(names) <= set(COCO17.keypoints):
-        raise ConfigError(f"{where}: \"keypoints\" must list COCO-17 keypoint names")
-    order = [names.index(n) if n in names else None for n in COCO17.keypoints]
+    names = {"body": names} if data["version"] == 1 else names  # version 1: body poses, names in a list
+    if not isinstance(names, dict) or not set(names) <= set(STORED) or any(
+            not isinstance(v, list) or not set(v) <= set(STORED[k].keypoints) for k, v in names.items()):
+        raise ConfigError(f"{where}: \"keypoints\" must list COCO-17 keypoint names (and hand21 names under \"hand\")")
+    order = {kind: [names[kind].index(n) if n in names[kind] else None for n in STORED[kind].keypoints] for kind in names}
     examples = []
     for i, item in enumerate(data.get("examples", [])):
         try:
             label = check_label(item["label"])
+            kind = item.get("kind", "body")
+            if kind not in order:
+                raise ValueError(f"kind {kind!r} is not one of {', '.join(order)}")
             raw = item["points"]
-            if len(raw) != len(names):
-                raise ValueError(f"{len(raw)} points for {len(names)} keypoints")
-            points = [None if j is None or raw[j] is None else (float(raw[j][0]), float(raw[j][1])) for j in order]
+            if len(raw) != len(names[kind]):
+                raise ValueError(f"{len(raw)} points for {len(names[kind])} keypoints")
+            points = [None if j is None or raw[j] is None else (float(raw[j][0]), float(raw[j][1])) for j in order[kind]]
             examples.append(Example(label, points, str(item.get("source", "")), item.get("frame"),
-                                    float(item.get("recorded", 0.0))))
+                                    float(item.get("recorded", 0.0)), kind))
         except ConfigError as exc:
             raise ConfigError(f"{where}: examples[{i}]: {exc}") from None
         except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -173,9 +196,12 @@ def _examples(data, path: Path) -> list[Example]:
 
 def teaching_subject(poses: list[Pose]) -> Pose | None:
     """Whom an example is taken from: the largest person in view with both shoulders seen (the one
-    in front of the camera), or None."""
-    candidates = [p for p in poses if p["left_shoulder"].detected and p["right_shoulder"].detected]
-    return max(candidates, key=lambda p: p.box.area, default=None)
+    in front of the camera), or with a hands model the largest hand with its wrist seen; or None."""
+    def usable(p: Pose) -> bool:
+        if p.layout.handed:
+            return p["wrist"].detected
+        return p["left_shoulder"].detected and p["right_shoulder"].detected
+    return max((p for p in poses if usable(p)), key=lambda p: p.box.area, default=None)
 
 
 def record_pose(path: Path | str, label: str, poses: list[Pose], source: str = "console",

@@ -1,8 +1,10 @@
-"""Poses taught by example: k nearest neighbours over normalized keypoints, per tracked person.
+"""Poses and hand shapes taught by example: k nearest neighbours over normalized keypoints, per tracked person or hand.
 
-Keypoints are made translation and scale invariant (origin between the shoulders, unit one body size:
+Body keypoints are made translation and scale invariant (origin between the shoulders, unit one body size:
 the larger of shoulder width and torso length) and, optionally, mirror invariant (the distance to an
-example is the smaller of the distances to it and to its left-right mirror image). Missing keypoints
+example is the smaller of the distances to it and to its left-right mirror image). Hand landmarks are
+also made rotation invariant (origin the wrist, unit and up direction the wrist to middle knuckle vector,
+the palm length) and always mirror invariant, so one taught shape fits either hand. Missing keypoints
 are explicit: one detected in only one of the two poses costs a fixed `MISSING_COST` instead of being
 skipped, so an undetected wrist neither matches nor rules out a raised one, and two poses must share
 `MIN_SHARED` detected keypoints to be compared at all. A label's confidence is the share of the k
@@ -24,8 +26,8 @@ import numpy as np
 
 from ..errors import PiposerError
 from ..events import EventKind
-from ..types import COCO17, Layout, Pose
-from .library import Example, PoseLibrary, PoseSettings
+from ..types import COCO17, HAND21, Layout, Pose
+from .library import KINDS, Example, PoseLibrary, PoseSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ MIRROR = [FEATURES.index(n.replace("left_", "@").replace("right_", "left_").repl
 LS, RS, LH, RH = (FEATURES.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
 MISSING_COST = 0.25  # squared body sizes: a keypoint seen in only one pose counts as 0.5 body sizes off
 MIN_SHARED = 5
-_COCO = [COCO17.index(n) for n in FEATURES]
+WRIST, MIDDLE_MCP = HAND21.index("wrist"), HAND21.index("middle_finger_mcp")
 
 
 def normalize(points: np.ndarray) -> np.ndarray:
@@ -58,6 +60,46 @@ def normalize(points: np.ndarray) -> np.ndarray:
     return (points - origin[:, None]) / size[:, None, None]
 
 
+def normalize_hand(points: np.ndarray) -> np.ndarray:
+    """(P, 21, 2) hand landmark pixel positions in palm lengths from the wrist, turned so that the wrist to
+    middle knuckle vector points up (0, -1): the hand's place, size and rotation in the image drop out."""
+    points = np.asarray(points, dtype=np.float64)
+    palm = points[:, MIDDLE_MCP] - points[:, WRIST]
+    length = np.linalg.norm(palm, axis=-1)
+    length = np.where(length > 0, length, np.nan)
+    up = palm / length[:, None]  # the rotation taking `up` to (0, -1): rows (-uy, ux) and (-ux, -uy)
+    rotation = np.stack([np.stack([-up[:, 1], up[:, 0]], -1), np.stack([-up[:, 0], -up[:, 1]], -1)], 1)
+    return np.einsum("pij,pkj->pki", rotation, points - points[:, WRIST, None]) / length[:, None, None]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What one kind of taught example is compared by: its stored layout, the keypoints used, how they
+    are normalized, and the keypoint order of its mirror image."""
+
+    name: str
+    stored: Layout
+    features: tuple[str, ...]
+    normalize: Callable[[np.ndarray], np.ndarray]
+    mirror: tuple[int, ...]
+    always_mirrored: bool = False
+
+    def take(self, stored: np.ndarray) -> np.ndarray:
+        """(N, F, 2) feature keypoints from (N, K, 2) points in the stored layout's order."""
+        return stored[:, [self.stored.index(n) for n in self.features]]
+
+
+BODY = Kind("body", COCO17, FEATURES, normalize, tuple(MIRROR))
+# a left hand is a mirrored right hand: mirroring keeps the landmark order (no left/right names to swap)
+HAND = Kind("hand", HAND21, HAND21.keypoints, normalize_hand, tuple(range(len(HAND21.keypoints))), True)
+KIND_OF = {kind.name: kind for kind in (BODY, HAND)}
+assert tuple(KIND_OF) == KINDS
+
+
+def kind_of(pose: Pose) -> Kind:
+    return HAND if pose.layout.handed else BODY
+
+
 def distances(query: np.ndarray, examples: np.ndarray) -> np.ndarray:
     """(P, N) RMS distances in body sizes between normalized poses, with MISSING_COST for a keypoint
     detected in only one of the two; inf for pairs sharing fewer than MIN_SHARED detected keypoints."""
@@ -71,43 +113,48 @@ def distances(query: np.ndarray, examples: np.ndarray) -> np.ndarray:
     return np.where(shared >= MIN_SHARED, rms, np.inf)
 
 
-def pose_points(poses: list[Pose]) -> np.ndarray:
-    """(P, F, 2) pixel positions of the FEATURES keypoints, NaN where not detected (any layout naming them)."""
-    out = np.full((len(poses), len(FEATURES), 2), np.nan)
+def pose_points(poses: list[Pose], kind: Kind = BODY) -> np.ndarray:
+    """(P, F, 2) pixel positions of the kind's feature keypoints, NaN where not detected (any layout naming them)."""
+    out = np.full((len(poses), len(kind.features), 2), np.nan)
     for i, pose in enumerate(poses):
-        index = _indices(pose.layout)
+        index = _indices(pose.layout, kind)
         kps = [pose.keypoints[j] for j in index]
         out[i] = [(k.x, k.y) if k.detected else (math.nan, math.nan) for k in kps]
     return out
 
 
 @functools.cache
-def _indices(layout: Layout) -> tuple[int, ...]:
-    missing = [n for n in FEATURES if n not in layout.keypoints]
+def _indices(layout: Layout, kind: Kind) -> tuple[int, ...]:
+    missing = [n for n in kind.features if n not in layout.keypoints]
     if missing:
         raise PiposerError(f"taught poses need keypoint {missing[0]!r}, which the {layout.name} layout lacks")
-    return tuple(layout.index(n) for n in FEATURES)
+    return tuple(layout.index(n) for n in kind.features)
 
 
-def example_points(examples: list[Example]) -> np.ndarray:
-    """(N, F, 2) pixel positions of the examples' FEATURES keypoints, NaN where not detected."""
-    coco = np.array([[p if p is not None else (math.nan, math.nan) for p in ex.points] for ex in examples],
-                    dtype=np.float64).reshape(len(examples), len(COCO17.keypoints), 2)
-    return coco[:, _COCO]
+def example_points(examples: list[Example], kind: Kind = BODY) -> np.ndarray:
+    """(N, F, 2) pixel positions of the examples' feature keypoints, NaN where not detected."""
+    stored = np.array([[p if p is not None else (math.nan, math.nan) for p in ex.points] for ex in examples],
+                      dtype=np.float64).reshape(len(examples), len(kind.stored.keypoints), 2)
+    return kind.take(stored)
 
 
 class PoseClassifier:
-    """k nearest neighbours over taught examples; `scores` gives each pose's confidence per label.
+    """k nearest neighbours over taught examples of one kind (body poses or hand shapes); `scores` gives each
+    pose's confidence per label.
 
-    Examples that cannot be normalized (no shoulders) are left out (`skipped` counts them).
+    Examples that cannot be normalized (no shoulders, no palm) are left out (`skipped` counts them).
     """
 
-    def __init__(self, examples: list[Example], k: int = 5, max_distance: float = 0.5, mirror: bool = True):
-        features = normalize(example_points(examples)) if examples else np.zeros((0, len(FEATURES), 2))
+    def __init__(self, examples: list[Example], k: int = 5, max_distance: float = 0.5, mirror: bool = True,
+                 kind: Kind = BODY):
+        self.kind = kind
+        examples = [ex for ex in examples if ex.kind == kind.name]
+        features = kind.normalize(example_points(examples, kind)) if examples else np.zeros((0, len(kind.features), 2))
         usable = np.isfinite(features[..., 0]).sum(axis=1) >= MIN_SHARED
         self.skipped = int((~usable).sum())
         self.features = features[usable]
-        self.mirrored = self.features[:, MIRROR] * np.array([-1.0, 1.0]) if mirror else None
+        mirror = mirror or kind.always_mirrored
+        self.mirrored = self.features[:, list(kind.mirror)] * np.array([-1.0, 1.0]) if mirror else None
         kept = [ex.label for ex, ok in zip(examples, usable) if ok]
         self.labels: tuple[str, ...] = tuple(dict.fromkeys(kept))
         self.codes = np.array([self.labels.index(label) for label in kept], dtype=np.intp)
@@ -115,8 +162,8 @@ class PoseClassifier:
         self.max_distance = max_distance
 
     def distances(self, points: np.ndarray) -> np.ndarray:
-        """(P, N) distances from poses (pixel FEATURES positions) to every usable example."""
-        query = normalize(points)
+        """(P, N) distances from poses (pixel positions of the kind's features) to every usable example."""
+        query = self.kind.normalize(points)
         d = distances(query, self.features)
         return d if self.mirrored is None else np.fmin(d, distances(query, self.mirrored))
 
@@ -211,8 +258,9 @@ class Labeller:
 
 
 class PoseStage:
-    """The pipeline stage between tracker and sinks: sets `label` and `label_confidence` on every pose and
-    emits a `pose` event when a tracked person's label changes.
+    """The pipeline stage between tracker and sinks: sets `label` and `label_confidence` on every pose (body
+    poses from the taught poses, hands from the taught hand shapes) and emits a `pose` event when a tracked
+    person's or hand's label changes (a hand's event names its `hand`, left or right).
 
     The poses file is checked for changes every `reload_every` seconds and re-read when it changed (a
     pose taught while the appliance runs is used at once); a file that turns bad keeps the last good one.
@@ -231,9 +279,15 @@ class PoseStage:
 
     def _load(self, library: PoseLibrary) -> None:
         s = self.settings
-        self.classifier = PoseClassifier(library.examples, s.k, s.max_distance, s.mirror)
-        self.labeller = Labeller(self.classifier.labels, s.smooth, s.enter, s.release)
+        self.classifiers = {kind: PoseClassifier(library.examples, s.k, s.max_distance, s.mirror, kind)
+                            for kind in (BODY, HAND)}
+        self.labellers = {kind: Labeller(c.labels, s.smooth, s.enter, s.release) for kind, c in self.classifiers.items()}
         self._stamp = _stamp(self.path)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every taught label, body poses first."""
+        return tuple(label for c in self.classifiers.values() for label in c.labels)
 
     def _maybe_reload(self, now: float) -> None:
         if now - self._checked < self.reload_every:
@@ -243,20 +297,25 @@ class PoseStage:
             return
         try:
             self._load(PoseLibrary.load(self.path))
-            log.info("taught poses reloaded from %s: %s", self.path, ", ".join(self.classifier.labels) or "none")
+            log.info("taught poses reloaded from %s: %s", self.path, ", ".join(self.labels) or "none")
         except PiposerError as exc:
             self._stamp = _stamp(self.path)
             log.error("taught poses not reloaded, keeping the previous ones: %s", exc)
 
     def update(self, poses: list[Pose], now: float) -> list[Pose]:
         self._maybe_reload(now)
-        raw = self.classifier.scores(pose_points(poses))
-        results, changes = self.labeller.update([p.track_id for p in poses], raw, now)
-        for pose, (label, confidence) in zip(poses, results):
-            pose.label, pose.label_confidence = label, round(confidence, 3)
-        if self.emit is not None:
-            for c in changes:
-                self.emit(EventKind.POSE, person=c.person, label=c.label, previous=c.previous, confidence=c.confidence)
+        for kind, classifier in self.classifiers.items():
+            mine = [p for p in poses if kind_of(p) is kind]
+            raw = classifier.scores(pose_points(mine, kind))
+            results, changes = self.labellers[kind].update([p.track_id for p in mine], raw, now)
+            for pose, (label, confidence) in zip(mine, results):
+                pose.label, pose.label_confidence = label, round(confidence, 3)
+            if self.emit is not None and changes:
+                sides = {p.track_id: p.handedness for p in mine} if kind is HAND else {}
+                for c in changes:
+                    hand = {"hand": sides.get(c.person)} if kind is HAND else {}
+                    self.emit(EventKind.POSE, person=c.person, label=c.label, previous=c.previous,
+                              confidence=c.confidence, **hand)
         return poses
 
 

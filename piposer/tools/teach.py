@@ -73,8 +73,9 @@ def teach(cfg, path: Path, label: str, source: str, seconds: float, delay: float
     """Record examples of `label` from `source` into the poses file at `path`; returns a summary line."""
     with open_pipeline(cfg, source, store=store) as pipeline:
         examples = record(pipeline, label, seconds, delay, interval, source)
+        who = "hand" if pipeline.estimator.layout.handed else "person with both shoulders"
     if not examples:
-        raise PiposerError(f"no person with both shoulders visible in {source} during those {seconds:g} s: nothing taught")
+        raise PiposerError(f"no {who} visible in {source} during those {seconds:g} s: nothing taught")
     library = PoseLibrary.load(path)
     library.add(examples)
     written = library.save()
@@ -88,9 +89,11 @@ def list_poses(path: Path) -> list[str]:
     if not library.examples:
         return [f"{path}: no poses taught yet (piposer teach LABEL --source ...)"]
     lines = [f"{path}:"]
+    kinds = library.kinds()
     for label, count in library.labels().items():
         sources = Counter(ex.source for ex in library.examples if ex.label == label)
-        lines.append(f"  {label:20} {count:4} examples  from {', '.join(sources)}")
+        what = "hand shape" if kinds[label] == "hand" else "body pose"
+        lines.append(f"  {label:20} {count:4} examples  {what:10}  from {', '.join(sources)}")
     return lines
 
 
