@@ -179,7 +179,9 @@ class Pose:
     `mask` its segmentation mask in image coordinates when asked for. `label` is the taught pose the
     classifier stage (rules/poses.py) recognised, None for none; `label_confidence` is None when no
     classifier ran. `image_size` is the source image's (width, height), for moving keypoints (`move_poses`).
-    A hand has `handedness` "left" or "right" (as the model sees the image it was given) and its confidence.
+    A hand has `handedness` "left" or "right" (as the model sees the image it was given) and its confidence,
+    and, when a body model ran beside it ([hands] bodies), the `person` (that body's track id) and the
+    `side` of the body wrist it is on; both None when it is on no body.
     """
 
     keypoints: tuple[Keypoint, ...]
@@ -194,6 +196,8 @@ class Pose:
     image_size: tuple[int, int] | None = field(default=None, repr=False)
     handedness: str | None = None
     handedness_score: float | None = None
+    person: int | None = None
+    side: str | None = None
 
     def __getitem__(self, name: str) -> Keypoint:
         return self.keypoints[self.layout.index(name)]
@@ -311,6 +315,7 @@ def pose_to_dict(pose: Pose, digits: int = 4) -> dict:
     if pose.handedness is not None:
         out["handedness"] = pose.handedness
         out["handedness_score"] = round(pose.handedness_score, 3)
+        out["person"], out["side"] = pose.person, pose.side
     if pose.label_confidence is not None:
         out["label"] = pose.label
         out["label_confidence"] = pose.label_confidence

@@ -13,8 +13,8 @@ from conftest import DATA
 from piposer import config
 from piposer.errors import ConfigError
 from piposer.estimators import create
-from piposer.estimators.bodyhands import AttachedHand, attach
-from piposer.sinks.payloads import pose_data
+from piposer.estimators.bodyhands import attach
+from piposer.types import pose_to_dict
 
 pytestmark = pytest.mark.usefixtures("hand_models")
 
@@ -46,7 +46,7 @@ def test_both_hands_of_the_person_on_the_sofa_are_theirs_on_the_annotated_sides(
     hands, people = run(bodies, SOFA)
     (person,) = [p for p in people if p.score >= 0.5]
     (truth,) = annotated(*SOFA)
-    assert len(hands) == 2 and all(isinstance(h, AttachedHand) for h in hands)
+    assert len(hands) == 2 and all(h.handedness is not None for h in hands)
     for hand in hands:
         side = min(("left", 9), ("right", 10), key=lambda s: np.hypot(*(truth[s[1], :2] - (hand["wrist"].x, hand["wrist"].y))))[0]
         assert (hand.person, hand.side) == (person.track_id, side)
@@ -73,7 +73,7 @@ def test_the_go_players_stone_hand_is_his_right_and_the_resting_one_has_no_body_
 
 def test_the_payload_names_person_and_side():
     hands, _ = run("movenet-multipose", SOFA)
-    data = pose_data(hands[0])
+    data = pose_to_dict(hands[0])
     assert (data["person"], data["side"]) == (hands[0].person, hands[0].side)
     assert data["layout"] == "hand21" and data["handedness"] == hands[0].handedness
 

@@ -2,15 +2,14 @@
 
 `attach` is the association on its own (one frame's body poses and hands in, one (body index, side) or None
 per hand out); `BodyHands` is the estimator that runs a body model and the hand models on every frame,
-follows the bodies with its own tracker, and returns the hands, each an `AttachedHand` naming its
-`person` (the body's track id) and `side`, so rules and MQTT can say "the left hand of person 3".
+follows the bodies with its own tracker, and returns the hands with their `person` (the body's track id)
+and `side` set, so rules and MQTT can say "the left hand of person 3".
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,16 +22,6 @@ from . import BaseEstimator
 # is 0.85 or more away (a hand whose own wrist the body model missed stays unattached).
 REACH = 0.5
 SIDES = ("left", "right")
-
-
-@dataclass
-class AttachedHand(Pose):
-    """A hand with the body it belongs to: `person` is the body's track id (its index in the frame's bodies
-    when they are not tracked), `side` the body wrist it is on ("left" or "right"); both None when no body
-    wrist is near enough."""
-
-    person: int | None = None
-    side: str | None = None
 
 
 def attach(bodies: list[Pose], hands: list[Pose], reach: float = REACH) -> list[tuple[int, str] | None]:
@@ -61,16 +50,15 @@ def attach(bodies: list[Pose], hands: list[Pose], reach: float = REACH) -> list[
     return out
 
 
-def attached(hands: list[Pose], bodies: list[Pose], reach: float = REACH) -> list[AttachedHand]:
-    """The hands as AttachedHands naming their body (its track id, else its index) and side."""
-    out = []
+def attached(hands: list[Pose], bodies: list[Pose], reach: float = REACH) -> list[Pose]:
+    """The hands, each with `person` (its body's track id, else the body's index in `bodies`) and `side` set
+    (both None when no body wrist is near enough)."""
     for hand, found in zip(hands, attach(bodies, hands, reach)):
         person, side = (None, None) if found is None else found
         if person is not None and bodies[person].track_id is not None:
             person = bodies[person].track_id
-        out.append(AttachedHand(**{f.name: getattr(hand, f.name) for f in dataclasses.fields(Pose)},
-                                person=person, side=side))
-    return out
+        hand.person, hand.side = person, side
+    return hands
 
 
 class BodyHands(BaseEstimator):

@@ -28,8 +28,7 @@ import numpy as np
 from . import Sink
 from ..errors import OutputError, PiposerError
 from ..layouts import to_layout
-from ..types import Frame, Layout, Pose
-from .payloads import pose_data
+from ..types import Frame, Layout, Pose, pose_to_dict
 
 DATA_FORMATS = (".csv", ".tsv", ".jsonl", ".txt")
 MGT_NAMES = {"head_top": "Head"}  # MGT-python spells MPI's first point "Head"
@@ -248,7 +247,7 @@ def write_image(target: Path, image: np.ndarray, overwrite: bool | None = None) 
 def image_document(source: str, frame: Frame, poses: list[Pose], model: str) -> dict:
     """The JSON document written for one image."""
     return {"image": source, "width": frame.width, "height": frame.height, "model": model,
-            "poses": [pose_data(p) for p in poses]}
+            "poses": [pose_to_dict(p) for p in poses]}
 
 
 def table_header(layout: Layout) -> list[str]:
@@ -352,7 +351,7 @@ class PoseDataWriter(OutputFile, Sink):
 
     def _jsonl_line(self, index: int, poses: list[Pose]) -> None:
         self._fh.write(json.dumps({"time": round(index / self.fps, 4), "frame": index,
-                                   "poses": [pose_data(p) for p in poses]}) + "\n")
+                                   "poses": [pose_to_dict(p) for p in poses]}) + "\n")
 
     def _table_rows(self, index: int, poses: list[Pose]) -> None:
         t = round(index / self.fps, 4)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..estimators.bodyhands import AttachedHand
 from ..types import Frame, Pose, pose_to_dict
 
 SCHEMA = 1
@@ -29,16 +28,8 @@ def poses_payload(frame: Frame, poses: list[Pose], model_name: str) -> dict:
         "width": frame.width,
         "height": frame.height,
         "model": model_name,
-        "poses": [pose_data(pose) for pose in poses],
+        "poses": [pose_to_dict(pose) for pose in poses],
     }
-
-
-def pose_data(pose: Pose) -> dict:
-    """`pose_to_dict`, and for a hand attached to a body its `person` and `side` (null when on no body)."""
-    out = pose_to_dict(pose)
-    if isinstance(pose, AttachedHand):
-        out["person"], out["side"] = pose.person, pose.side
-    return out
 
 
 def state_payload(people: int, since: float, status: str = "running") -> dict:

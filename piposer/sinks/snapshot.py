@@ -10,10 +10,9 @@ from typing import Callable
 from ..commands import Command, Snapshot
 from ..errors import PiposerError
 from ..events import EventKind
-from ..types import Frame, Pose
+from ..types import Frame, Pose, pose_to_dict
 from . import Sink
 from .files import write_bytes, write_image
-from .payloads import pose_data
 from .render import draw
 
 OVERLAY = frozenset({"links", "keypoints", "box"})
@@ -48,7 +47,7 @@ class SnapshotSink(Sink):
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             write_image(stem.with_suffix(".jpg"), draw(frame.image, poses, OVERLAY, mirrored=self.mirrored))
-            write_bytes(stem.with_suffix(".json"), json.dumps([pose_data(p) for p in poses]).encode())
+            write_bytes(stem.with_suffix(".json"), json.dumps([pose_to_dict(p) for p in poses]).encode())
         except (OSError, PiposerError) as exc:
             for cmd in requests:
                 self.emit(EventKind.COMMAND_FAILED, command=cmd.name, id=cmd.request_id,
