@@ -89,3 +89,27 @@ def test_one_wrist_takes_one_hand_and_a_far_hand_takes_none():
 def test_a_body_model_that_is_not_one_is_a_config_error():
     with pytest.raises(ConfigError, match="hands.bodies = 'hands-lite' is not a body pose model"):
         estimator("hands-lite")
+
+
+def test_a_rule_names_the_left_hand_of_the_person_on_the_sofa():
+    """`person` and `side` conditions pick one hand of one body, on the real photo's attached hands."""
+    from piposer.rules.engine import Scene, compile_condition
+    from piposer.rules.settings import Condition
+
+    hands, people = run("movenet-multipose", SOFA)
+    (person,) = [p for p in people if p.score >= 0.5]
+    layout = hands[0].layout
+
+    def truth(cond: Condition) -> list[bool]:
+        return compile_condition(cond, layout, 0.0)(Scene(hands, layout), 0.0)
+
+    left_of_person = Condition(all=[Condition(person=person.track_id), Condition(side="left")])
+    assert truth(left_of_person) == [h.side == "left" for h in hands] and sum(truth(left_of_person)) == 1
+    assert truth(Condition(person=person.track_id + 1)) == [False, False]
+
+
+def test_a_person_condition_needs_a_track_id():
+    from piposer.rules.settings import Condition, RuleSettings
+
+    with pytest.raises(ValueError, match=r"rule .r.: when.person must be a track id \(>= 1\), not 0"):
+        RuleSettings(name="r", when=Condition(person=0))

@@ -133,6 +133,18 @@ def compile_condition(cond: Condition, layout: Layout, min_score: float, count_h
         def taught(s: Scene, now: float) -> list[bool]:  # labels come from the classifier stage (rules/poses.py)
             return [p.label == label and p.label_confidence >= least for p in s.poses]
         return taught
+    if cond.person is not None:
+        person = cond.person
+
+        def of_person(s: Scene, now: float) -> list[bool]:  # a hand is its body's ([hands] bodies)
+            return [(p.person if p.handedness is not None else p.track_id) == person for p in s.poses]
+        return of_person
+    if cond.side is not None:
+        side = cond.side
+
+        def on_side(s: Scene, now: float) -> list[bool]:
+            return [p.side == side for p in s.poses]
+        return on_side
     if cond.held is not None:
         return HeldTest(compile_condition(cond.held.when, layout, min_score, count_hold), cond.held.seconds)
     parts = [compile_condition(c, layout, min_score, count_hold) for c in (cond.all or cond.any)]

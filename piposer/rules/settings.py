@@ -78,6 +78,8 @@ class Condition:
     right_of: Relation | None = None
     near: Near | None = None
     pose: str | PoseMatch | None = None
+    person: int | None = None
+    side: Literal["left", "right"] | None = None
     held: Held | None = None
     all: list[Condition] | None = None
     any: list[Condition] | None = None
@@ -166,6 +168,8 @@ def _check_condition(cond: Condition, where: str) -> None:
     key = set_keys[0]
     value = getattr(cond, key)
     here = f"{where}.{key}"
+    if key == "person" and value < 1:
+        raise ValueError(f"{here} must be a track id (>= 1), not {value}")
     if key == "people" and value < 1:
         raise ValueError(f"{here} must be >= 1 (the rule is active with at least that many people), not {value}")
     if key == "zone":
