@@ -81,3 +81,13 @@ def test_video_writes_mgt_txt_and_csv_in_one_run_named_as_mgt_names_them(tmp_pat
                 assert (nx * 1920, ny * 1080) == pytest.approx((float(row[f"{name}_x"]), float(row[f"{name}_y"])), abs=0.06)
             else:
                 assert nx == ny == 0.0
+    # The overlay is drawn in the same layout: OpenPose's neck-to-nose link crosses the throat, where COCO-17
+    # draws nothing (its face links stop at the nose); the MP4 is lossy, so look for a clear colour change.
+    import cv2
+
+    row = first["0"]
+    neck = np.array([float(row["neck_x"]), float(row["neck_y"])])
+    nose = np.array([float(row["nose_x"]), float(row["nose_y"])])
+    x, y = np.round((neck + nose) / 2).astype(int)
+    drawn, source = (cv2.VideoCapture(str(p)).read()[1] for p in (tmp_path / "dance.mp4", clip))
+    assert np.abs(drawn[y - 1:y + 2, x - 1:x + 2].astype(int) - source[y - 1:y + 2, x - 1:x + 2]).max() > 60

@@ -464,7 +464,8 @@ class VideoWriter(OutputFile):
 
 
 class VideoSink(Sink):
-    """The poses drawn on each frame into an MP4 (a VideoWriter sized from the first frame), as a sink.
+    """The poses drawn on each frame into an MP4 (a VideoWriter sized from the first frame), as a sink;
+    in `layout` when given (e.g. OpenPose's COCO-18 skeleton, neck included), else the model's own.
 
     finish() checks and commits, returning the name written; close() discards unless finished.
     """
@@ -472,14 +473,16 @@ class VideoSink(Sink):
     name = "video"
 
     def __init__(self, target: Path, fps: float, overlay: frozenset[str], mirrored: bool = False,
-                 overwrite: bool | None = None):
+                 overwrite: bool | None = None, layout: Layout | None = None):
         self.writer = VideoWriter(target, fps, None, overwrite)
         self.target = self.writer.target
-        self.overlay, self.mirrored = overlay, mirrored
+        self.overlay, self.mirrored, self.layout = overlay, mirrored, layout
 
     def publish(self, frame: Frame, poses: list[Pose]) -> None:
         from .render import draw
 
+        if self.layout is not None:
+            poses = [to_layout(p, self.layout) for p in poses]
         self.writer.write(draw(frame.image, poses, self.overlay, mirrored=self.mirrored))
 
     def finish(self) -> Path:

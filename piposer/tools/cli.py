@@ -107,7 +107,7 @@ def cmd_video(args) -> int:
         check_convertible(pipeline.estimator.layout, layout)
         fps = source.device.fps
         video = VideoSink(free_path(Path(args.out or f"{Path(args.input).stem}-poses.mp4"), args.overwrite), fps,
-                          overlay, mirrored=cfg.model.flip_horizontal)
+                          overlay, mirrored=cfg.model.flip_horizontal, layout=layout)
         pipeline.sinks.append(video)
         for target in targets:
             pipeline.sinks.append(PoseDataWriter(free_path(target, args.overwrite), layout, fps))
@@ -363,7 +363,8 @@ def parser() -> argparse.ArgumentParser:
     sub.choices["video"].add_argument(
         "--data", action="append", help="per-frame poses: a .csv, .tsv, .jsonl or .txt (MGT-python) file, or just "
         "the format (csv, txt, ...) for IN_pose.<format> beside the video as MGT-python names it; repeat for several")
-    sub.choices["video"].add_argument("--layout", help="keypoint layout of the data files: coco17, coco18, mpi15 "
+    sub.choices["video"].add_argument("--layout", help="keypoint layout of the data files and the overlay: coco17, "
+                                      "coco18, mpi15 "
                                       "(OpenPose's, neck and chest derived) or blazepose33 (default: the model's)")
 
     c = sub.add_parser("models", help="list, fetch or verify model files")
