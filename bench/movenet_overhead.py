@@ -4,8 +4,7 @@ photos, for this checkout and an older revision side by side in one process, tak
     python bench/movenet_overhead.py [--models movenet-lightning ...] [--threads 2] [--against REV]
 
 `piposer bench` gives the same figures for one checkout; on a shared machine its runs drift apart by more than
-the change being measured, so this runs both at once. The revision's `piposer` is extracted with `git archive`
-into a temporary folder under another package name (piposer's imports inside the package are relative).
+the change being measured, so this runs both at once. The revision's `piposer` comes from bench/revision.py.
 `total - invoke` and the per-frame total/invoke are medians over frames; the ratio of the two medians is
 printed too (what `piposer bench` prints), though on a loaded machine it drifts with the spread of both.
 """
@@ -16,7 +15,6 @@ import argparse
 import importlib
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,19 +22,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's piposer, not whichever one the venv has installed
+sys.path.insert(0, str(ROOT / "bench"))
+from revision import OLD, extract  # noqa: E402
+
 SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared")).resolve()
 PHOTOS = SHARED / "data/coco_dev/images"
 os.environ.setdefault("PIPOSER_MODEL_DIR", os.pathsep.join(str(SHARED / d) for d in ("models", "models/converted_from_tfjs")))
-OLD = "piposer_then"
-
-
-def extract(revision: str, folder: Path) -> None:
-    """The revision's piposer package (and the model manifest it links to) as `OLD` in `folder`."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "piposer", "models/manifest.toml"],
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    (folder / "piposer").rename(folder / OLD)
-    sys.path.insert(0, str(folder))
 
 
 def pipeline(package: str, model: str, threads: int):

@@ -164,10 +164,20 @@ def test_room_clips_keep_one_id_per_person_at_full_and_a_third_of_the_frame_rate
 @pytest.mark.parametrize("step", [1, 3])
 def test_street_clip_ids_stay_within_twice_the_people_walking_through(step):
     """street_multi.avi: 7 people walk through the near and middle ground (counted by eye: BENCHMARKS.md),
-    besides a far crowd; the greedy tracker this replaced gave 27 ids. PoseNet's second pass, which finds
-    the far crowd too (31 ids at step 1, 28 at step 3), is off: these are the people the bound counts."""
+    besides a far crowd; the greedy tracker this replaced gave 27 ids. With PoseNet's second pass off the
+    model finds only those 7 and a few of the crowd, so they are the people the bound counts."""
     frames = video_ids("street_multi.avi", step, second_pass="off")
     assert len({i for f in frames for i in f}) <= 2 * 7
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_street_clip_ids_with_the_far_crowd_stay_within_twice_the_people_in_it(step):
+    """At the default settings the second pass finds the far crowd too: at least 35 different people are in
+    the clip (30-35 in each frame looked at, counted by eye: BENCHMARKS.md), so the bound is 70; measured
+    27 ids at full rate, 41 at a third (far people missed for a frame come back beyond the prediction)."""
+    frames = video_ids("street_multi.avi", step)
+    ids = {i for f in frames for i in f}
+    assert len(ids) <= 2 * 35 and max(len(f) for f in frames) >= 9
 
 
 def test_one_id_per_person_as_one_passes_behind_the_other():
