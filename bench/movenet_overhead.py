@@ -16,14 +16,13 @@ import importlib
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's piposer, not whichever one the venv has installed
 sys.path.insert(0, str(ROOT / "bench"))
-from revision import OLD, extract  # noqa: E402
+from revision import OLD, sides  # noqa: E402
 
 SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared")).resolve()
 PHOTOS = SHARED / "data/coco_dev/images"
@@ -72,11 +71,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10, help="runs per photo (default 10)")
     parser.add_argument("--against", metavar="REV", help="a git revision to run side by side (default: none)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        packages = ["piposer"]
-        if args.against:
-            extract(args.against, Path(tmp))
-            packages.append(OLD)
+    with sides(args.against) as packages:
         print(f"{args.threads} thread(s), {args.repeat} runs per photo, medians in ms"
               + (f"; {OLD} = {args.against}" if args.against else ""))
         print("| model | code | total | invoke | preprocess | decode | total - invoke | total/invoke "

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,3 +24,13 @@ def extract(revision: str, folder: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     (folder / "piposer").rename(folder / OLD)
     sys.path.insert(0, str(folder))
+
+
+@contextmanager
+def sides(revision: str | None) -> Iterator[list[str]]:
+    """The packages to run side by side: this checkout's `piposer`, and `revision`'s as `OLD` when one is given
+    (extracted into a temporary folder while the block runs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if revision:
+            extract(revision, Path(tmp))
+        yield ["piposer", OLD] if revision else ["piposer"]

@@ -14,7 +14,6 @@ import argparse
 import importlib
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's piposer, not whichever one the venv has installed
 sys.path.insert(0, str(ROOT / "bench"))
-from revision import OLD, extract  # noqa: E402
+from revision import OLD, sides  # noqa: E402
 
 SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared")).resolve()
 os.environ.setdefault("PIPOSER_MODEL_DIR", os.pathsep.join(str(SHARED / d) for d in ("models", "models/converted_from_tfjs")))
@@ -71,11 +70,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--against", metavar="REV", help="a git revision to run side by side (default: none)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        packages = ["piposer"]
-        if args.against:
-            extract(args.against, Path(tmp))
-            packages.append(OLD)
+    with sides(args.against) as packages:
         result = compare(packages, args.people, args.frames)
     print(f"{args.people} people, {args.frames} frames, median CPU ms per frame"
           + (f"; {OLD} = {args.against}" if args.against else ""))
