@@ -1,11 +1,15 @@
-"""The tracker's CPU time per frame for 10 walking people, with and without keypoint smoothing, for this checkout
-and an older revision side by side in one process, taking turns frame by frame.
+"""The tracker's CPU time per frame, with and without keypoint smoothing, for this checkout and an older revision
+side by side in one process, taking turns frame by frame.
 
     python bench/tracker_cost.py [--against REV] [--people 10] [--frames 300]
 
-The people are a real pose (PoseNet's on the first frame of room_single.avi) copied and spread over the
-1920x1080 frame, each walking its own way with a little jitter, made into poses by each side's own
-`make_pose` as its estimators would. Times are the thread's CPU time, medians after the first 10 frames.
+Two scenes. *Walking*: a real pose (PoseNet's on the first frame of room_single.avi) copied and spread over
+the 1920x1080 frame, each copy walking its own way with a little jitter (people apart from each other).
+*Street*: the real poses PoseNet (default settings) finds in every frame of street_multi.avi, weak ones
+included as the loop hands them over, timed on the frames with 10 or more (a crowd, people overlapping).
+Both sides get fresh poses from their own `make_pose`, as their estimators would make them, and run the
+whole scene in turns (twice, alternating). Times are the thread's CPU time, medians (walking: after the
+first 10 frames).
 """
 
 from __future__ import annotations
@@ -41,27 +45,53 @@ def real_pose():
     return pose.xy(), pose.scores(), threshold, pose.image_size, pose.score
 
 
-def compare(packages: list[str], people: int, frames: int) -> dict[tuple[str, bool], float]:
-    """Median ms per frame for each (package, smoothing)."""
+def street_poses() -> list[list[tuple]]:
+    """Every frame's poses on street_multi.avi (this checkout's default PoseNet, video mode) as the arrays
+    `make_pose` takes: (xy, scores, image size, keypoint threshold, score)."""
+    from piposer import config
+    from piposer.estimators import create
+    from piposer.sources import SourceSettings, open_source
+
+    source = open_source(SourceSettings(source=str(SHARED / "data/video/street_multi.avi")), log=lambda _: None)
+    frames = []
+    with create(config.Config(), running_mode="video") as estimator:
+        while (frame := source.read()) is not None:
+            frames.append([(p.xy(), p.scores(), p.image_size, min((k.score for k in p.keypoints if k.detected),
+                                                                   default=1.0), p.score)
+                           for p in estimator.estimate(frame)])
+    source.close()
+    return frames
+
+
+def walking(people: int, frames: int) -> list[list[tuple]]:
+    """`people` copies of a real pose walking about, as `make_pose` arrays per frame."""
     xy, scores, threshold, size, score = real_pose()
     rng = np.random.default_rng(0)
     starts, walks = rng.uniform(-600, 600, (people, 2)), rng.uniform(-4, 4, (people, 2))
-    sides = {}
-    for package in packages:
-        tracking = importlib.import_module(f"{package}.tracking")
-        types = importlib.import_module(f"{package}.types")
-        for smooth in (False, True):
+    return [[(w, scores, size, threshold, score) for w in xy + (starts + i * walks)[:, None]
+             + rng.normal(0, 1.5, (people, len(xy), 2))] for i in range(frames)]
+
+
+def compare(packages: list[str], scene: list[list[tuple]], fps: float, crowd: int = 0,
+            rounds: int = 2) -> dict[tuple[str, bool], float]:
+    """Median ms per frame for each (package, smoothing) over the frames of `scene` with at least `crowd` poses
+    (all but the first 10 when `crowd` is 0). Each side runs the whole scene in turn, `rounds` times in
+    alternating order (frame-by-frame turns would have each side's tracker evict the other's from the cache)."""
+    runs = [(package, smooth) for package in packages for smooth in (False, True)]
+    times: dict[tuple[str, bool], list[float]] = {key: [] for key in runs}
+    for r in range(rounds):
+        for package, smooth in runs if r % 2 == 0 else runs[::-1]:
+            tracking = importlib.import_module(f"{package}.tracking")
+            types = importlib.import_module(f"{package}.types")
             tracker = tracking.Tracker(tracking.TrackingSettings(smooth=smooth))
-            sides[package, smooth] = tracker, types.make_pose, types.COCO17, []
-    for i in range(frames):
-        walked = xy + (starts + i * walks)[:, None] + rng.normal(0, 1.5, (people, len(xy), 2))
-        for key in list(sides) if i % 2 else list(sides)[::-1]:
-            tracker, make_pose, layout, times = sides[key]
-            poses = [make_pose(layout, w, scores, size, threshold, score) for w in walked]
-            start = time.thread_time()
-            tracker.update(poses, i / 30.0, min_score=0.3)
-            times.append(time.thread_time() - start)
-    return {key: float(np.median(side[3][10:])) * 1e3 for key, side in sides.items()}
+            for i, arrays in enumerate(scene):
+                poses = [types.make_pose(types.COCO17, xy, scores, size, threshold, score)
+                         for xy, scores, size, threshold, score in arrays]
+                start = time.thread_time()
+                tracker.update(poses, i / fps, min_score=0.3)
+                if (len(arrays) >= crowd) if crowd else i >= 10:
+                    times[package, smooth].append(time.thread_time() - start)
+    return {key: float(np.median(t)) * 1e3 for key, t in times.items()}
 
 
 def main() -> None:
@@ -70,13 +100,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--against", metavar="REV", help="a git revision to run side by side (default: none)")
     args = parser.parse_args()
+    scenes = {f"walking, {args.people} people, {args.frames} frames": (walking(args.people, args.frames), 30.0, 0),
+              "street_multi.avi, frames with 10+ poses": (street_poses(), 50.0, 10)}
     with sides(args.against) as packages:
-        result = compare(packages, args.people, args.frames)
-    print(f"{args.people} people, {args.frames} frames, median CPU ms per frame"
-          + (f"; {OLD} = {args.against}" if args.against else ""))
-    print("| code | tracking only | with smoothing |\n|---|---|---|")
-    for package in packages:
-        print(f"| {package} | {result[package, False]:.3f} | {result[package, True]:.3f} |")
+        results = {name: compare(packages, *scene) for name, scene in scenes.items()}
+    print("median CPU ms per frame" + (f"; {OLD} = {args.against}" if args.against else ""))
+    print("| scene | code | tracking only | with smoothing |\n|---|---|---|---|")
+    for name, result in results.items():
+        for package in packages:
+            print(f"| {name} | {package} | {result[package, False]:.3f} | {result[package, True]:.3f} |")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Then: the tracker's CPU time per frame for 10 people, and how far smoothing trai
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 from collections import Counter
@@ -59,7 +58,7 @@ def measure(frames: list[list], fps: float, step: int, min_score: float, setting
     last_centre: dict[int, tuple[np.ndarray, float]] = {}
     jumps = people_max = processed = 0
     for i in range(0, len(frames), step):
-        given = copy.deepcopy(frames[i])
+        given = [moved(p, p.xy()) for p in frames[i]]  # fresh poses, as the estimator hands the loop each frame
         start = time.thread_time()
         poses = tracker.update(given, i / fps, min_score=min_score)
         if len(given) >= 10:
@@ -89,7 +88,7 @@ def measure(frames: list[list], fps: float, step: int, min_score: float, setting
 
 def moved(base: Pose, xy: np.ndarray) -> Pose:
     """A copy of the pose `base` with its keypoints at (K, 2) `xy`, made as an estimator makes poses."""
-    threshold = min(k.score for k in base.keypoints if k.detected)
+    threshold = min((k.score for k in base.keypoints if k.detected), default=1.0)
     return make_pose(base.layout, xy, base.scores(), base.image_size, threshold, base.score)
 
 
