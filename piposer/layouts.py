@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from .errors import PiposerError
 from .types import BLAZEPOSE33, COCO17, COCO18, MPI15, Keypoint, Layout, Pose, box_of
 
@@ -62,8 +60,7 @@ def to_layout(pose: Pose, target: Layout) -> Pose:
             head = [by_name[n] for n in HEAD if n in by_name]
             seen = [k for k in head if k.detected] or head
             keypoints.append(replace(_merged(name, seen, width, height), score=0.0, detected=False))
-    xy = np.array([(k.x, k.y) for k in keypoints])
-    box = box_of(xy, np.array([k.detected for k in keypoints]))
+    box = box_of([k.x for k in keypoints], [k.y for k in keypoints], [k.detected for k in keypoints])
     index = [pose.layout.keypoints.index(n) for n in target.keypoints if n in by_name]
     world = pose.world[index] if pose.world is not None and len(index) == len(target.keypoints) else None
     return replace(pose, keypoints=tuple(keypoints), layout=target, box=box, world=world)

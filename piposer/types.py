@@ -218,21 +218,11 @@ class Pose:
 
         return np.array([k.detected for k in self.keypoints], dtype=bool)
 
-def box_of(xy: np.ndarray, detected: np.ndarray) -> Box:
-    """The box around the detected keypoints of (K, 2) positions (around all of them if none is detected)."""
-    span = xy[detected] if detected.any() else xy
-    return Box(*span.min(axis=0).tolist(), *span.max(axis=0).tolist())
-
-
-def boxes_of(xy: np.ndarray, detected: np.ndarray) -> list[Box]:
-    """`box_of` for N poses at once ((N, K, 2) `xy`, (N, K) `detected`): one array step instead of N (a
-    single pose is twice as fast through `box_of`, which `make_pose` uses for every pose)."""
-    import numpy as np
-
-    some = (detected | ~detected.any(axis=1, keepdims=True))[:, None, :]
-    columns = xy.transpose(0, 2, 1)  # (N, 2, K): reducing along the last axis is the fast direction
-    lo, hi = np.where(some, columns, np.inf).min(axis=2), np.where(some, columns, -np.inf).max(axis=2)
-    return [Box(*row) for row in np.concatenate([lo, hi], axis=1).tolist()]
+def box_of(xs: list[float], ys: list[float], detected: list[bool]) -> Box:
+    """The box around the detected keypoints at `xs`, `ys` (around all of them if none is detected); plain
+    Python, as make_pose calls it for every pose of every frame."""
+    span_x, span_y = ([v for v, d in zip(xs, detected) if d] or xs), ([v for v, d in zip(ys, detected) if d] or ys)
+    return Box(min(span_x), min(span_y), max(span_x), max(span_y))
 
 
 def keypoint_arrays(poses: list[Pose]) -> tuple[np.ndarray, np.ndarray]:
@@ -281,8 +271,7 @@ def make_pose(
     # model's invoke has pushed the interpreter out of the caches, where each numpy step costs ~20 us
     xs, ys = xy.T.tolist()
     detected = (scores >= keypoint_threshold).tolist()
-    span_x, span_y = ([v for v, d in zip(xs, detected) if d] or xs), ([v for v, d in zip(ys, detected) if d] or ys)
-    box = Box(min(span_x), min(span_y), max(span_x), max(span_y))
+    box = box_of(xs, ys, detected)
     none = [None] * len(xs)
     rows = zip(layout.keypoints, xs, ys, scores.tolist(), detected,
                *(none if v is None else v.tolist() for v in (z, visibility)))
