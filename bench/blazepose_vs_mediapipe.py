@@ -257,9 +257,15 @@ def main() -> None:
                   flush=True)
 
 
-if __name__ == "__main__":
+def command_line(main, serve_mediapipe) -> None:
+    """A MediaPipe bench's entry point: `--worker SOURCE LIMIT COMPLEXITY VIDEO` is the MediaPipe side (run in
+    the bench venv by `lockstep`), anything else the bench's own `main`."""
     if sys.argv[1:2] == ["--worker"]:
         source, limit, complexity, video = sys.argv[2:6]
         serve_mediapipe(source, int(limit), complexity, video == "1")
     else:
         main()
+
+
+if __name__ == "__main__":
+    command_line(main, serve_mediapipe)

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blazepose_vs_mediapipe import (  # noqa: E402
-    BENCH_VENV, MEDIAPIPE, SHARED, VIDEOS, ensure_bench_venv, lockstep, runtime, serve, summarize)
+    BENCH_VENV, MEDIAPIPE, SHARED, VIDEOS, command_line, ensure_bench_venv, lockstep, runtime, serve, summarize)
 
 COMPLEXITY = {"lite": 0, "full": 1}
 IMAGE_DIRS = [SHARED / "data/coco_dev/images", SHARED / "data/pose_extra/images"]
@@ -146,8 +146,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--worker"]:
-        source, limit, complexity, video = sys.argv[2:6]
-        serve_mediapipe(source, int(limit), complexity, video == "1")
-    else:
-        main()
+    command_line(main, serve_mediapipe)

@@ -32,8 +32,15 @@ SHARED = Path(os.environ.get("PIPOSER_SHARED", ROOT.parent / "shared")).resolve(
 os.environ.setdefault("PIPOSER_MODEL_DIR", os.pathsep.join(str(SHARED / d) for d in ("models", "models/converted_from_tfjs")))
 
 
-def real_pose():
-    """PoseNet's pose on the first frame of room_single.avi, as arrays: (K, 2) xy, (K,) scores, threshold, size, score."""
+def arrays(pose) -> tuple:
+    """A pose as the arrays `make_pose` takes to make it again: (xy, scores, image size, keypoint threshold,
+    score); the threshold is its lowest detected keypoint score, so the same keypoints come out detected."""
+    threshold = min((k.score for k in pose.keypoints if k.detected), default=1.0)
+    return pose.xy(), pose.scores(), pose.image_size, threshold, pose.score
+
+
+def real_pose() -> tuple:
+    """PoseNet's pose on the first frame of room_single.avi, as `arrays`."""
     import cv2
 
     from piposer import PoseNet
@@ -41,13 +48,11 @@ def real_pose():
     ok, image = cv2.VideoCapture(str(SHARED / "data/video/room_single.avi")).read()
     with PoseNet() as net:
         (pose,) = net.estimate(image)[:1]
-    threshold = min(k.score for k in pose.keypoints if k.detected)
-    return pose.xy(), pose.scores(), threshold, pose.image_size, pose.score
+    return arrays(pose)
 
 
 def street_poses() -> list[list[tuple]]:
-    """Every frame's poses on street_multi.avi (this checkout's default PoseNet, video mode) as the arrays
-    `make_pose` takes: (xy, scores, image size, keypoint threshold, score)."""
+    """Every frame's poses on street_multi.avi (this checkout's default PoseNet, video mode), as `arrays`."""
     from piposer import config
     from piposer.estimators import create
     from piposer.sources import SourceSettings, open_source
@@ -56,16 +61,15 @@ def street_poses() -> list[list[tuple]]:
     frames = []
     with create(config.Config(), running_mode="video") as estimator:
         while (frame := source.read()) is not None:
-            frames.append([(p.xy(), p.scores(), p.image_size, min((k.score for k in p.keypoints if k.detected),
-                                                                   default=1.0), p.score)
-                           for p in estimator.estimate(frame)])
+            frames.append([arrays(p) for p in estimator.estimate(frame)])
     source.close()
     return frames
 
 
-def walking(people: int, frames: int) -> list[list[tuple]]:
-    """`people` copies of a real pose walking about, as `make_pose` arrays per frame."""
-    xy, scores, threshold, size, score = real_pose()
+def walking(base: tuple, people: int, frames: int) -> list[list[tuple]]:
+    """`people` copies of the pose `base` (as `arrays`) spread over a 1920x1080 frame, each walking its own
+    way with a little jitter, as `arrays` per frame."""
+    xy, scores, size, threshold, score = base
     rng = np.random.default_rng(0)
     starts, walks = rng.uniform(-600, 600, (people, 2)), rng.uniform(-4, 4, (people, 2))
     return [[(w, scores, size, threshold, score) for w in xy + (starts + i * walks)[:, None]
@@ -100,7 +104,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--against", metavar="REV", help="a git revision to run side by side (default: none)")
     args = parser.parse_args()
-    scenes = {f"walking, {args.people} people, {args.frames} frames": (walking(args.people, args.frames), 30.0, 0),
+    scenes = {f"walking, {args.people} people, {args.frames} frames": (walking(real_pose(), args.people, args.frames), 30.0, 0),
               "street_multi.avi, frames with 10+ poses": (street_poses(), 50.0, 10)}
     with sides(args.against) as packages:
         results = {name: compare(packages, *scene) for name, scene in scenes.items()}

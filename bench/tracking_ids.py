@@ -30,6 +30,7 @@ from piposer.estimators import create  # noqa: E402
 from piposer.sources import SourceSettings, open_source  # noqa: E402
 from piposer.tracking import Tracker, TrackingSettings  # noqa: E402
 from piposer.types import Pose, make_pose  # noqa: E402
+from tracker_cost import arrays, compare, walking  # noqa: E402
 
 VIDEOS = ("room_single.avi", "room_pair.mp4", "street_multi.avi")
 
@@ -88,34 +89,16 @@ def measure(frames: list[list], fps: float, step: int, min_score: float, setting
 
 def moved(base: Pose, xy: np.ndarray) -> Pose:
     """A copy of the pose `base` with its keypoints at (K, 2) `xy`, made as an estimator makes poses."""
-    threshold = min((k.score for k in base.keypoints if k.detected), default=1.0)
-    return make_pose(base.layout, xy, base.scores(), base.image_size, threshold, base.score)
+    _, scores, size, threshold, score = arrays(base)
+    return make_pose(base.layout, xy, scores, size, threshold, score)
 
 
 def cost(frames: list[list], people: int = 10, rounds: int = 300) -> dict[str, float]:
-    """Median tracker time per frame (ms) for `people` walking people, with and without smoothing.
-
-    The people are copies of a real pose (the first of `frames`) spread over a 1920x1080 frame, each
-    walking its own way with a little jitter, so every frame needs the full assignment and filtering.
-    Times are this thread's CPU time, so other processes on a shared machine do not inflate them.
-    """
-    import time
-
+    """Median tracker CPU time per frame (ms) for `people` copies of a real pose (the first of `frames`)
+    walking about, with and without smoothing (bench/tracker_cost.py's walking scene)."""
     base = next(p for f in frames for p in f)
-    rng = np.random.default_rng(0)
-    starts = rng.uniform(-600, 600, (people, 2))
-    walks = rng.uniform(-4, 4, (people, 2))
-    result = {}
-    for smooth in (False, True):
-        tracker, times = Tracker(TrackingSettings(smooth=smooth)), []
-        for i in range(rounds):
-            walked = base.xy() + (starts + i * walks)[:, None] + rng.normal(0, 1.5, (people, len(base.keypoints), 2))
-            poses = [moved(base, xy) for xy in walked]
-            t = time.thread_time()
-            tracker.update(poses, i / 30.0, min_score=0.3)
-            times.append(time.thread_time() - t)
-        result["with smoothing" if smooth else "tracking only"] = float(np.median(times[10:])) * 1e3
-    return result
+    ms = compare(["piposer"], walking(arrays(base), people, rounds), 30.0)
+    return {"tracking only": ms["piposer", False], "with smoothing": ms["piposer", True]}
 
 
 def smoothing_lag(frames: list[list], speeds=(100.0, 300.0, 1000.0), fps: float = 30.0) -> dict[float, float]:
@@ -163,7 +146,7 @@ def main() -> None:
     print("tracker with smoothing on the real poses of frames where the model gave 10 or more (median CPU): "
           + "; ".join(crowded))
     for what, ms in cost(single).items():
-        print(f"tracker, 10 people, {what}: {ms:.3f} ms CPU per frame (median of 290)")
+        print(f"tracker, 10 people, {what}: {ms:.3f} ms CPU per frame (median of 2 runs x 290 frames)")
     body = next(p for f in single for p in f).box.height
     for speed, ms in smoothing_lag(single).items():
         print(f"smoothing lag, person {body:.0f} px tall walking {speed:.0f} px/s at 30 fps: {ms:.1f} ms")
