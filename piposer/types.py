@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import chain, compress
+from operator import attrgetter
 
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -225,14 +226,18 @@ def box_of(xs: list[float], ys: list[float], detected: list[bool]) -> Box:
     return Box(min(span_x), min(span_y), max(span_x), max(span_y))
 
 
+_POSITION = attrgetter("x", "y", "detected")
+
+
 def keypoint_arrays(poses: list[Pose]) -> tuple[np.ndarray, np.ndarray]:
     """The (N, K, 2) pixel positions and (N, K) detected flags of `poses` (one layout), read in one pass."""
     import numpy as np
 
     k = len(poses[0].keypoints)
-    flat = np.fromiter(chain.from_iterable((kp.x, kp.y, kp.detected) for p in poses for kp in p.keypoints),
-                       np.float64, 3 * k * len(poses)).reshape(len(poses), k, 3)
-    return flat[..., :2], flat[..., 2] > 0
+    keypoints = chain.from_iterable([p.keypoints for p in poses])
+    flat = np.fromiter(chain.from_iterable(map(_POSITION, keypoints)), np.float64, 3 * k * len(poses))
+    flat = flat.reshape(len(poses), k, 3)
+    return np.ascontiguousarray(flat[..., :2]), flat[..., 2] > 0
 
 
 def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:

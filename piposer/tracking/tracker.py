@@ -40,16 +40,17 @@ def sigmas(layout: Layout) -> np.ndarray:
 def oks_matrix(xy_a, seen_a, area_a, xy_b, seen_b, area_b, sigma) -> np.ndarray:
     """OKS between every pose of set A (N, K, 2) and of set B (M, K, 2), over keypoints seen in both.
 
-    The object scale is the larger of the two boxes' areas; pairs sharing no keypoint score 0.
+    The object scale is the larger of the two boxes' areas; pairs sharing no keypoint score 0. Exponents are
+    cut at -50 (a term of 2e-22 at most), below which the C library's exp takes a slow underflow path.
     """
-    both = seen_a[:, None, :] & seen_b[None, :, :]
-    dx = xy_a[:, None, :, 0] - xy_b[None, :, :, 0]
-    dy = xy_a[:, None, :, 1] - xy_b[None, :, :, 1]
-    d2 = dx * dx + dy * dy
-    d2 /= np.maximum(np.maximum.outer(area_a, area_b), 1.0)[..., None] * (-8.0 * sigma ** 2)
-    terms = np.exp(d2, out=d2)
-    terms *= both
-    return terms.sum(-1) / np.maximum(both.sum(-1), 1)
+    d = xy_a[:, None] - xy_b[None]
+    d *= d
+    d2 = d[..., 0] + d[..., 1]
+    d2 *= -0.125 / (sigma * sigma)
+    d2 /= np.maximum(np.maximum.outer(area_a, area_b), 1.0)[..., None]
+    terms = np.exp(np.maximum(d2, -50.0, out=d2), out=d2)
+    shared = np.add.reduce(np.where(seen_a[:, None, :] & seen_b[None, :, :], terms, 0.0), -1)
+    return shared / np.maximum(seen_a.astype(np.float64) @ seen_b.T.astype(np.float64), 1.0)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -69,9 +70,9 @@ def assign(similarity: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
     When no row or column has more than one pair alike enough, those pairs are the assignment (the usual
     case: people apart from each other), and the solver is needed only when they compete.
     """
-    alike = similarity >= threshold
-    if alike.sum(0).max() <= 1 and alike.sum(1).max() <= 1:
-        return np.nonzero(alike)
+    rows, columns = np.nonzero(similarity >= threshold)
+    if len(set(rows.tolist())) == len(rows) and len(set(columns.tolist())) == len(columns):
+        return rows, columns
     _, columns, _ = lap.lapjv(1.0 - similarity, extend_cost=True, cost_limit=1.0 - threshold + 1e-9)
     rows = np.flatnonzero(columns >= 0)
     columns = columns[rows]
@@ -137,17 +138,16 @@ class Tracker:
             return []
         xy, seen = keypoint_arrays(candidates)
         boxes = box_rows(candidates)
-        strong_rows = np.arange(len(strong))
-        pairs = self._match(strong_rows, xy, seen, boxes, np.arange(len(self)), s.min_similarity)
+        poses, rows = self._match(slice(0, len(strong)), xy, seen, boxes, None, s.min_similarity)
         if len(weak):
             free = self.last_seen == previous
-            free[pairs[:, 1]] = False
-            pairs = np.vstack([pairs, self._match(np.arange(len(strong), len(candidates)), xy, seen, boxes,
-                                                  np.flatnonzero(free), WEAK_MATCH)])
-        self._refresh(pairs, xy, seen, boxes, timestamp)
+            free[rows] = False
+            more = self._match(slice(len(strong), len(candidates)), xy, seen, boxes, np.flatnonzero(free), WEAK_MATCH)
+            poses, rows = np.concatenate([poses, more[0]]), np.concatenate([rows, more[1]])
+        self._refresh(poses, rows, xy, seen, boxes, timestamp)
         row_of = np.full(len(candidates), -1)
-        row_of[pairs[:, 0]] = pairs[:, 1]
-        new = strong_rows[row_of[strong_rows] < 0]
+        row_of[poses] = rows
+        new = np.flatnonzero(row_of[:len(strong)] < 0)
         row_of[new] = self._start(new, xy, seen, boxes, timestamp)
         self._confirm()
         ids = np.zeros(len(candidates), int)
@@ -162,25 +162,25 @@ class Tracker:
             move_poses(tracked, self.smoother.smooth(rows, xy[shown], seen[shown], sizes, timestamp), seen[shown])
         return tracked
 
-    def _match(self, which: np.ndarray, xy: np.ndarray, seen: np.ndarray, boxes: np.ndarray, rows: np.ndarray,
-               threshold: float) -> np.ndarray:
-        """(pose, track row) pairs as an (M, 2) array between the poses at `which` (of all the frame's
-        keypoints `xy`, detections `seen` and `boxes`) and the tracks at `rows`, each at least `threshold` alike."""
-        if not len(which) or not len(rows):
-            return np.zeros((0, 2), int)
-        predicted = self.boxes.boxes[rows]
-        track_xy = self.xy[rows] + (predicted[:, None, :2] - self.anchor[rows, None])
+    def _match(self, which: slice, xy: np.ndarray, seen: np.ndarray, boxes: np.ndarray, rows: np.ndarray | None,
+               threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """The (pose, track row) pairs between the poses at `which` (of all the frame's keypoints `xy`,
+        detections `seen` and `boxes`) and the tracks at `rows` (None: all), each at least `threshold` alike."""
+        tracks = slice(None) if rows is None else rows  # a slice reads views, an index array copies
+        predicted = self.boxes.boxes[tracks]
+        if which.start == which.stop or not len(predicted):
+            return np.zeros(0, int), np.zeros(0, int)
+        track_xy = self.xy[tracks] + (predicted[:, None, :2] - self.anchor[tracks, None])
         mine = boxes[which]
         oks = oks_matrix(xy[which], seen[which], mine[:, 2] * mine[:, 3],
-                         track_xy, self.seen[rows], predicted[:, 2] * predicted[:, 3], self.sigma)
+                         track_xy, self.seen[tracks], predicted[:, 2] * predicted[:, 3], self.sigma)
         similarity = OKS_WEIGHT * oks + (1.0 - OKS_WEIGHT) * iou_matrix(mine, predicted)
-        poses, tracks = assign(similarity, threshold)
-        return np.stack([which[poses], rows[tracks]], axis=1)
+        poses, matched = assign(similarity, threshold)
+        return poses + which.start, matched if rows is None else rows[matched]
 
-    def _refresh(self, pairs: np.ndarray, xy: np.ndarray, seen: np.ndarray, boxes: np.ndarray,
+    def _refresh(self, poses: np.ndarray, rows: np.ndarray, xy: np.ndarray, seen: np.ndarray, boxes: np.ndarray,
                  timestamp: float) -> None:
-        """Move matched tracks to their poses: Kalman correction, keypoints, anchor, hits, time."""
-        poses, rows = pairs[:, 0], pairs[:, 1]
+        """Move the tracks at `rows` to their matched `poses`: Kalman correction, keypoints, anchor, hits, time."""
         self.boxes.update(rows, boxes[poses])
         self.xy[rows] = np.where(seen[poses, :, None], xy[poses], self.xy[rows])
         self.seen[rows] |= seen[poses]
