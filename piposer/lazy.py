@@ -6,13 +6,14 @@ import importlib
 
 
 def exports(package: str, names: dict[str, str]):
-    """`__getattr__` and `__dir__` for `package` that import `names[name]` (a module path) on first use."""
+    """`__getattr__` and `__dir__` for `package` that import `names[name]` (a module path relative to the
+    package, so a copy of piposer under another name imports its own modules) on first use."""
     namespace = importlib.import_module(package).__dict__
 
     def __getattr__(name: str):
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(names[name]), name)
+        value = getattr(importlib.import_module(names[name], package), name)
         namespace[name] = value
         return value
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import chain, compress
-from operator import attrgetter
+from itertools import chain, compress, repeat
+from operator import truediv
 
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -136,6 +136,8 @@ class Keypoint:
     `detected` is False when the score is below the estimator's keypoint threshold: the
     position is still the model's best guess, but consumers should not act on it.
     BlazePose adds depth `z` (image-width units, hips at 0) and `visibility`.
+    Treat keypoints as values: a pose reads its keypoints' positions into arrays once (`Pose.points`), so
+    to move them give the pose a new keypoints tuple (or use `move_poses`), not new attribute values.
     """
 
     name: str
@@ -200,14 +202,25 @@ class Pose:
     person: int | None = None
     side: str | None = None
 
+    # the keypoints tuple that `points` read, and what it read from it
+    _points: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
     def __getitem__(self, name: str) -> Keypoint:
         return self.keypoints[self.layout.index(name)]
 
-    def xy(self) -> np.ndarray:
-        """Keypoint pixel positions as a (K, 2) float array."""
-        import numpy as np
+    def points(self) -> tuple[np.ndarray, np.ndarray]:
+        """The keypoints' (K, 2) pixel positions and (K,) detected flags, read once per keypoints tuple
+        (make_pose and move_poses hand them over): read-only arrays, for the tracker and sinks."""
+        if self._points is None or self._points[0] is not self.keypoints:
+            import numpy as np
 
-        return np.array([(k.x, k.y) for k in self.keypoints], dtype=np.float64)
+            xy = np.array([(k.x, k.y) for k in self.keypoints], dtype=np.float64).reshape(-1, 2)
+            self._points = (self.keypoints, xy, np.array([k.detected for k in self.keypoints], dtype=bool))
+        return self._points[1:]
+
+    def xy(self) -> np.ndarray:
+        """Keypoint pixel positions as a (K, 2) float array (a copy: yours to change)."""
+        return self.points()[0].copy()
 
     def scores(self) -> np.ndarray:
         import numpy as np
@@ -215,9 +228,8 @@ class Pose:
         return np.array([k.score for k in self.keypoints], dtype=np.float64)
 
     def detected(self) -> np.ndarray:
-        import numpy as np
+        return self.points()[1].copy()
 
-        return np.array([k.detected for k in self.keypoints], dtype=bool)
 
 def box_of(xs: list[float], ys: list[float], detected: list[bool]) -> Box:
     """The box around the detected keypoints at `xs`, `ys` (around all of them if none is detected); plain
@@ -226,23 +238,18 @@ def box_of(xs: list[float], ys: list[float], detected: list[bool]) -> Box:
     return Box(min(span_x), min(span_y), max(span_x), max(span_y))
 
 
-_POSITION = attrgetter("x", "y", "detected")
-
-
 def keypoint_arrays(poses: list[Pose]) -> tuple[np.ndarray, np.ndarray]:
-    """The (N, K, 2) pixel positions and (N, K) detected flags of `poses` (one layout), read in one pass."""
+    """The (N, K, 2) pixel positions and (N, K) detected flags of `poses` (one layout)."""
     import numpy as np
 
-    k = len(poses[0].keypoints)
-    keypoints = chain.from_iterable([p.keypoints for p in poses])
-    flat = np.fromiter(chain.from_iterable(map(_POSITION, keypoints)), np.float64, 3 * k * len(poses))
-    flat = flat.reshape(len(poses), k, 3)
-    return np.ascontiguousarray(flat[..., :2]), flat[..., 2] > 0
+    points = [p.points() for p in poses]
+    return np.array([xy for xy, _ in points]), np.array([seen for _, seen in points])
 
 
 def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:
     """Move the detected keypoints of one frame's `poses`, in place, to the (N, K, 2) pixel positions `xy`
-    (the others stay where they are). Boxes stay as the estimator made them."""
+    (the others must be where they are: `detected` are the poses' own flags). Boxes stay as the estimator
+    made them."""
     import numpy as np
 
     points = xy[detected]
@@ -255,6 +262,8 @@ def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:
         k.y = y
         k.nx = nx
         k.ny = ny
+    for pose, moved, seen in zip(poses, xy, detected):
+        pose._points = (pose.keypoints, moved, seen)
 
 
 def make_pose(
@@ -271,18 +280,23 @@ def make_pose(
 
     The box spans the detected keypoints (all keypoints if none is detected).
     """
+    import numpy as np
+
     width, height = image_size
+    xy = np.array(xy, dtype=np.float64)  # the pose's own copy, kept as its `points`
+    seen = scores >= keypoint_threshold
     # Python floats from one conversion per column: this runs for every pose of every frame, right after the
     # model's invoke has pushed the interpreter out of the caches, where each numpy step costs ~20 us
     xs, ys = xy.T.tolist()
-    detected = (scores >= keypoint_threshold).tolist()
-    box = box_of(xs, ys, detected)
-    none = [None] * len(xs)
-    rows = zip(layout.keypoints, xs, ys, scores.tolist(), detected,
-               *(none if v is None else v.tolist() for v in (z, visibility)))
-    keypoints = tuple(Keypoint(name, x, y, x / width, y / height, s, d, depth, seen)
-                      for name, x, y, s, d, depth, seen in rows)
-    return Pose(keypoints=keypoints, score=float(score), box=box, layout=layout, image_size=(width, height))
+    detected = seen.tolist()
+    scores, none = scores.tolist(), [None] * len(xs)
+    z, visibility = (none if v is None else v.tolist() for v in (z, visibility))
+    keypoints = tuple(map(Keypoint, layout.keypoints, xs, ys, map(truediv, xs, repeat(width)),
+                          map(truediv, ys, repeat(height)), scores, detected, z, visibility))
+    pose = Pose(keypoints=keypoints, score=float(score), box=box_of(xs, ys, detected), layout=layout,
+                image_size=(width, height))
+    pose._points = (keypoints, xy, seen)
+    return pose
 
 
 def pose_to_dict(pose: Pose, digits: int = 4) -> dict:

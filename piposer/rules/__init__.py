@@ -7,7 +7,7 @@ from ..lazy import exports
 from .settings import ActionSettings, Condition, FollowSettings, Held, Near, Relation, RuleSettings, Zone
 from .wiring import ButtonSettings, OutputSettings, check_wiring
 
-_EXPORTS = {name: "piposer.rules.engine" for name in (
+_EXPORTS = {name: ".engine" for name in (
     "Follower", "Outcome", "RulesEngine", "Scene", "Trigger", "body_sizes")}
 
 __all__ = [

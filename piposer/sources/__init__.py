@@ -7,9 +7,9 @@ loop takes. Only the settings are imported eagerly: reading the config must not 
 from ..lazy import exports
 from .settings import SourceSettings
 
-_EXPORTS = {name: "piposer.sources.feed" for name in (
+_EXPORTS = {name: ".feed" for name in (
     "FrameSource", "LiveFeed", "Playback", "SourceEvent", "open_source", "open_video", "read_frame")}
-_EXPORTS |= {name: "piposer.sources.devices" for name in (
+_EXPORTS |= {name: ".devices" for name in (
     "Device", "ImageFiles", "OpenCVDevice", "PiCamera2Device", "device_for", "read_image")}
 
 __all__ = ["SourceSettings", *sorted(_EXPORTS)]

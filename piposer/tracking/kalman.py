@@ -56,10 +56,11 @@ class BoxKalman:
         """Move every box `dt` seconds on at its velocity and grow its uncertainty accordingly."""
         if dt <= 0 or not len(self):
             return
-        # (pp, pv, vv) <- F P F^T + Q for F = [[1, dt], [0, 1]], with Q growing with the size squared
-        noise = (_size2(self.boxes) * dt)[:, None] * _GROWTH
+        noise = (_size2(self.boxes) * dt)[:, None] * _GROWTH  # grows with the size squared
         self.boxes += dt * self.velocity
-        self.cov = self.cov @ np.array([[1.0, 0.0, 0.0], [2 * dt, 1.0, 0.0], [dt * dt, dt, 1.0]])
+        pp, pv, vv = self.cov.T  # views: (pp, pv, vv) <- F P F^T for F = [[1, dt], [0, 1]], in place
+        pp += (2 * dt) * pv + (dt * dt) * vv
+        pv += dt * vv
         self.cov += noise
 
     def update(self, rows: np.ndarray, boxes: np.ndarray) -> None:

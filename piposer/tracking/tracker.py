@@ -49,8 +49,8 @@ def oks_matrix(xy_a, seen_a, area_a, xy_b, seen_b, area_b, sigma) -> np.ndarray:
     d2 *= -0.125 / (sigma * sigma)
     d2 /= np.maximum(np.maximum.outer(area_a, area_b), 1.0)[..., None]
     terms = np.exp(np.maximum(d2, -50.0, out=d2), out=d2)
-    shared = np.add.reduce(np.where(seen_a[:, None, :] & seen_b[None, :, :], terms, 0.0), -1)
-    return shared / np.maximum(seen_a.astype(np.float64) @ seen_b.T.astype(np.float64), 1.0)
+    both = seen_a[:, None, :] & seen_b[None, :, :]
+    return np.add.reduce(np.where(both, terms, 0.0), -1) / np.maximum(np.add.reduce(both, -1), 1)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
