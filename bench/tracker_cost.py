@@ -85,8 +85,8 @@ def compare(packages: list[str], scene: list[list[tuple]], fps: float, crowd: in
     times: dict[tuple[str, bool], list[float]] = {key: [] for key in runs}
     for r in range(rounds):
         for package, smooth in runs if r % 2 == 0 else runs[::-1]:
-            tracking = importlib.import_module(f"{package}.tracking.tracker")  # not the lazy package: until
-            # cd7aba0 its re-exports named piposer's modules, so an old side ran this checkout's tracker
+            tracking = importlib.import_module(f"{package}.tracking.tracker")  # not the lazy package: its
+            # re-exports once named piposer's modules, so an older side imported this checkout's tracker
             types = importlib.import_module(f"{package}.types")
             tracker = tracking.Tracker(tracking.TrackingSettings(smooth=smooth))
             for i, arrays in enumerate(scene):

@@ -252,10 +252,12 @@ def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:
     made them."""
     import numpy as np
 
-    points = xy[detected]
-    values = np.concatenate([points, points / poses[0].image_size], axis=1).T.ravel()
-    flat, count = memoryview(values).tolist(), len(points)  # memoryview's tolist is 2x numpy's here
-    columns = (flat[i * count:(i + 1) * count] for i in range(4))
+    (width, height), points = poses[0].image_size, xy[detected]
+    columns = np.empty((4, len(points)))  # x, y, nx, ny
+    columns[:2] = points.T
+    np.divide(columns[0], width, out=columns[2])  # by a Python number: an (x, y) tuple costs a conversion
+    np.divide(columns[1], height, out=columns[3])
+    columns = memoryview(columns).tolist()  # memoryview's tolist is 2x numpy's here
     keypoints = compress(chain.from_iterable(p.keypoints for p in poses), detected.ravel().tolist())
     for k, x, y, nx, ny in zip(keypoints, *columns):
         k.x = x

@@ -15,22 +15,22 @@ from ..smoothing import LANDMARK_FILTER, one_euro_step
 
 
 class KeypointSmoother:
-    """One-Euro states of N tracks of K keypoints: last raw and smoothed keypoints (N, K, 2), smoothed
-    speeds, and when each row was last smoothed (-inf for never, so its first keypoints pass through)."""
+    """One-Euro states of N tracks of K keypoints, (N, 3, K, 2): the last raw keypoints, their smoothed values
+    and smoothed speeds; and when each row was last smoothed (-inf for never, so its first keypoints pass
+    through)."""
 
     def __init__(self, keypoints: int = 0):
-        self.raw, self.value, self.speed = (np.zeros((0, keypoints, 2)) for _ in range(3))
+        self.state = np.zeros((0, 3, keypoints, 2))
         self.time = np.zeros(0)
 
     def add(self, count: int) -> None:
         """Start `count` new rows, never smoothed."""
-        fresh = np.zeros((count, *self.raw.shape[1:]))
-        self.raw, self.value, self.speed = (np.concatenate([a, fresh]) for a in (self.raw, self.value, self.speed))
+        self.state = np.concatenate([self.state, np.zeros((count, *self.state.shape[1:]))])
         self.time = np.concatenate([self.time, np.full(count, -np.inf)])
 
     def keep(self, rows: np.ndarray) -> None:
         """Keep only the rows at `rows` (indices or a mask), in that order."""
-        self.raw, self.value, self.speed, self.time = self.raw[rows], self.value[rows], self.speed[rows], self.time[rows]
+        self.state, self.time = self.state[rows], self.time[rows]
 
     def smooth(self, rows: np.ndarray, xy: np.ndarray, seen: np.ndarray, sizes: np.ndarray,
                timestamp: float) -> np.ndarray:
@@ -42,10 +42,11 @@ class KeypointSmoother:
         dt = timestamp - self.time[rows]
         frequency = (1.0 / np.where(dt > 0, dt, np.inf))[:, None, None]
         scale = (1.0 / np.maximum(sizes, 1.0))[:, None, None]
-        value, speed = one_euro_step(LANDMARK_FILTER, xy, self.raw[rows], self.value[rows], self.speed[rows],
-                                     frequency, scale)
+        state = self.state[rows]
+        value, speed = one_euro_step(LANDMARK_FILTER, xy, state[:, 0], state[:, 1], state[:, 2], frequency, scale)
         if not seen.all():
             missing = ~seen[..., None]
             value, speed = np.where(missing, xy, value), np.where(missing, 0.0, speed)
-        self.raw[rows], self.value[rows], self.speed[rows], self.time[rows] = xy, value, speed, timestamp
+        state[:, 0], state[:, 1], state[:, 2] = xy, value, speed
+        self.state[rows], self.time[rows] = state, timestamp
         return value
