@@ -262,6 +262,21 @@ def test_smoothing_steadies_a_still_person_and_follows_a_moving_one(pair_poses):
     assert max(lag[10:]) < 5.0
 
 
+def test_a_poses_arrays_agree_with_its_keypoints_after_smoothing_and_replacement(pair_poses):
+    """The tracker reads poses through `Pose.points` (arrays made once per keypoints tuple): after smoothing
+    they hold the smoothed keypoints, and a pose given a new keypoints tuple is read again."""
+    person, tracker = pair_poses[0][0], Tracker()
+    tracker.update([moved(person, 0)], 0.0)
+    (smoothed,) = tracker.update([moved(person, 30)], 0.04)
+    xy, seen = smoothed.points()
+    np.testing.assert_array_equal(xy, [(k.x, k.y) for k in smoothed.keypoints])
+    np.testing.assert_array_equal(seen, [k.detected for k in smoothed.keypoints])
+    assert 0 < (xy - person.xy())[seen, 0].mean() < 30  # on its way from 0 to 30 px right
+    nose = smoothed.keypoints[0]
+    smoothed.keypoints = (replace(nose, x=nose.x + 500), *smoothed.keypoints[1:])
+    assert smoothed.points()[0][0, 0] == nose.x + 500
+
+
 def test_smoothing_is_off_with_the_setting(pair_poses):
     person = pair_poses[0][0]
     tracker = Tracker(TrackingSettings(smooth=False))

@@ -53,15 +53,14 @@ def oks_matrix(xy_a, seen_a, area_a, xy_b, seen_b, area_b, sigma) -> np.ndarray:
     return np.add.reduce(np.where(both, terms, 0.0), -1) / np.maximum(np.add.reduce(both, -1), 1)
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU between every (cx, cy, w, h) box of `a` (N, 4) and of `b` (M, 4)."""
-    half_a, half_b = a[:, None, 2:] / 2, b[None, :, 2:] / 2
+def iou_matrix(a: np.ndarray, area_a: np.ndarray, b: np.ndarray, area_b: np.ndarray) -> np.ndarray:
+    """IoU between every (cx, cy, w, h) box of `a` (N, 4) and of `b` (M, 4), whose areas are `area_a` and `area_b`."""
+    half_a, half_b = a[:, None, 2:] * 0.5, b[None, :, 2:] * 0.5
     sides = np.minimum(a[:, None, :2] + half_a, b[None, :, :2] + half_b)
     sides -= np.maximum(a[:, None, :2] - half_a, b[None, :, :2] - half_b)
     np.maximum(sides, 0.0, out=sides)
     inter = sides[..., 0] * sides[..., 1]
-    union = np.add.outer(a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]) - inter
-    return inter / np.maximum(union, 1e-9)
+    return inter / np.maximum(np.add.outer(area_a, area_b) - inter, 1e-9)
 
 
 def assign(similarity: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -148,9 +147,8 @@ class Tracker:
         new = np.flatnonzero(row_of[:len(strong)] < 0)
         row_of[new] = self._start(new, xy, seen, boxes, timestamp)
         self._confirm()
-        ids = np.zeros(len(candidates), int)
-        ids[row_of >= 0] = self.ids[row_of[row_of >= 0]]
-        shown = np.flatnonzero(ids > 0)
+        ids = np.append(self.ids, 0)[row_of]  # row -1, an unmatched weak pose, reads the 0 appended: no id
+        shown = np.flatnonzero(ids)
         tracked = [candidates[i] for i in shown.tolist()]
         for pose, track_id in zip(tracked, ids[shown].tolist()):
             pose.track_id = track_id
@@ -172,9 +170,9 @@ class Tracker:
             return np.zeros(0, int), np.zeros(0, int)
         track_xy = self.xy[tracks] + (predicted[:, None, :2] - self.anchor[tracks, None])
         mine = boxes[which]
-        oks = oks_matrix(xy[which], seen[which], mine[:, 2] * mine[:, 3],
-                         track_xy, self.seen[tracks], predicted[:, 2] * predicted[:, 3], self.sigma)
-        similarity = OKS_WEIGHT * oks + (1.0 - OKS_WEIGHT) * iou_matrix(mine, predicted)
+        area, predicted_area = mine[:, 2] * mine[:, 3], predicted[:, 2] * predicted[:, 3]
+        oks = oks_matrix(xy[which], seen[which], area, track_xy, self.seen[tracks], predicted_area, self.sigma)
+        similarity = OKS_WEIGHT * oks + (1.0 - OKS_WEIGHT) * iou_matrix(mine, area, predicted, predicted_area)
         poses, matched = assign(similarity, threshold)
         return poses + which.start, matched if rows is None else rows[matched]
 
