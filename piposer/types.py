@@ -136,8 +136,9 @@ class Keypoint:
     `detected` is False when the score is below the estimator's keypoint threshold: the
     position is still the model's best guess, but consumers should not act on it.
     BlazePose adds depth `z` (image-width units, hips at 0) and `visibility`.
-    Treat keypoints as values: a pose reads its keypoints' positions into arrays once (`Pose.points`), so
-    to move them give the pose a new keypoints tuple (or use `move_poses`), not new attribute values.
+    Treat keypoints as values: a pose keeps its keypoints' positions as arrays too (`Pose.points`, read
+    once per keypoints tuple), so to move them give the pose a new tuple (or use `move_poses`), not new
+    attribute values.
     """
 
     name: str
@@ -173,6 +174,41 @@ class Box(NamedTuple):
         return max(self.width, 0.0) * max(self.height, 0.0)
 
 
+@dataclass(slots=True)
+class _Arrays:
+    """A pose's keypoints as arrays: (K, 2) pixel positions and (K,) detected flags, what make_pose's
+    keypoints are made of besides (per-keypoint lists), and the keypoints tuple the arrays agree with (None
+    while the keypoints are still to be made from them)."""
+
+    xy: np.ndarray
+    seen: np.ndarray
+    scores: list[float] | None
+    detected: list[bool] | None
+    z: list[float | None] | None
+    visibility: list[float | None] | None
+    of: tuple | None
+
+
+class _Keypoints:
+    """`Pose.keypoints`: a pose from make_pose makes its Keypoint objects on first read, from its arrays.
+    The tracker smooths the arrays, so a frame's keypoints become objects once, after smoothing, and only
+    when a stage or sink reads them."""
+
+    def __get__(self, pose: Pose | None, owner=None) -> tuple[Keypoint, ...]:
+        if pose is None:
+            raise AttributeError("keypoints")  # so the dataclass field has no default
+        if pose._keypoints is None:
+            a, (width, height) = pose._arrays, pose.image_size
+            xs, ys = a.xy.T.tolist()
+            pose._keypoints = tuple(map(Keypoint, pose.layout.keypoints, xs, ys, map(truediv, xs, repeat(width)),
+                                        map(truediv, ys, repeat(height)), a.scores, a.detected, a.z, a.visibility))
+            a.of = pose._keypoints
+        return pose._keypoints
+
+    def __set__(self, pose: Pose, keypoints: tuple[Keypoint, ...] | None) -> None:
+        pose._keypoints = keypoints  # None: make them from pose._arrays when read (make_pose)
+
+
 @dataclass
 class Pose:
     """One person (or, in the hand21 layout, one hand): keypoints in `layout` order, an instance score, a box,
@@ -187,7 +223,7 @@ class Pose:
     `side` of the body wrist it is on; both None when it is on no body.
     """
 
-    keypoints: tuple[Keypoint, ...]
+    keypoints: tuple[Keypoint, ...] = _Keypoints()
     score: float
     box: Box
     layout: Layout = COCO17
@@ -202,21 +238,22 @@ class Pose:
     person: int | None = None
     side: str | None = None
 
-    # the keypoints tuple that `points` read, and what it read from it
-    _points: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _arrays: _Arrays | None = field(default=None, init=False, repr=False, compare=False)
 
     def __getitem__(self, name: str) -> Keypoint:
         return self.keypoints[self.layout.index(name)]
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
-        """The keypoints' (K, 2) pixel positions and (K,) detected flags, read once per keypoints tuple
-        (make_pose and move_poses hand them over): read-only arrays, for the tracker and sinks."""
-        if self._points is None or self._points[0] is not self.keypoints:
+        """The keypoints' (K, 2) pixel positions and (K,) detected flags as read-only arrays, for the tracker
+        and sinks: make_pose's own, or read once from keypoints given by hand (again if they are replaced)."""
+        a = self._arrays
+        if a is None or a.of is not self._keypoints:
             import numpy as np
 
-            xy = np.array([(k.x, k.y) for k in self.keypoints], dtype=np.float64).reshape(-1, 2)
-            self._points = (self.keypoints, xy, np.array([k.detected for k in self.keypoints], dtype=bool))
-        return self._points[1:]
+            kps = self._keypoints
+            xy = np.array([(k.x, k.y) for k in kps], dtype=np.float64).reshape(-1, 2)
+            a = self._arrays = _Arrays(xy, np.array([k.detected for k in kps], dtype=bool), *[None] * 4, kps)
+        return a.xy, a.seen
 
     def xy(self) -> np.ndarray:
         """Keypoint pixel positions as a (K, 2) float array (a copy: yours to change)."""
@@ -225,6 +262,9 @@ class Pose:
     def scores(self) -> np.ndarray:
         import numpy as np
 
+        a = self._arrays
+        if a is not None and a.of is self._keypoints and a.scores is not None:
+            return np.array(a.scores, dtype=np.float64)
         return np.array([k.score for k in self.keypoints], dtype=np.float64)
 
     def detected(self) -> np.ndarray:
@@ -247,25 +287,29 @@ def keypoint_arrays(poses: list[Pose]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:
-    """Move the detected keypoints of one frame's `poses`, in place, to the (N, K, 2) pixel positions `xy`
-    (the others must be where they are: `detected` are the poses' own flags). Boxes stay as the estimator
-    made them."""
+    """Move the detected keypoints of one frame's `poses` to the (N, K, 2) pixel positions `xy` (the others
+    must be where they are: `detected` are the poses' own flags). A pose whose keypoints are not made yet
+    only takes the new arrays; made ones are moved in place. Boxes stay as the estimator made them."""
     import numpy as np
 
-    (width, height), points = poses[0].image_size, xy[detected]
+    made = [i for i, pose in enumerate(poses) if pose._keypoints is not None]
+    for pose, moved in zip(poses, xy):
+        pose.points()  # hand-given keypoints are read into arrays first
+        pose._arrays.xy = moved
+    if not made:
+        return
+    (width, height), points = poses[0].image_size, xy[made][detected[made]]
     columns = np.empty((4, len(points)))  # x, y, nx, ny
     columns[:2] = points.T
     np.divide(columns[0], width, out=columns[2])  # by a Python number: an (x, y) tuple costs a conversion
     np.divide(columns[1], height, out=columns[3])
     columns = memoryview(columns).tolist()  # memoryview's tolist is 2x numpy's here
-    keypoints = compress(chain.from_iterable(p.keypoints for p in poses), detected.ravel().tolist())
+    keypoints = compress(chain.from_iterable(poses[i].keypoints for i in made), detected[made].ravel().tolist())
     for k, x, y, nx, ny in zip(keypoints, *columns):
         k.x = x
         k.y = y
         k.nx = nx
         k.ny = ny
-    for pose, moved, seen in zip(poses, xy, detected):
-        pose._points = (pose.keypoints, moved, seen)
 
 
 def make_pose(
@@ -285,19 +329,17 @@ def make_pose(
     import numpy as np
 
     width, height = image_size
-    xy = np.array(xy, dtype=np.float64)  # the pose's own copy, kept as its `points`
+    xy = np.array(xy, dtype=np.float64)  # the pose's own copy: its keypoints are made from it when read
     seen = scores >= keypoint_threshold
     # Python floats from one conversion per column: this runs for every pose of every frame, right after the
     # model's invoke has pushed the interpreter out of the caches, where each numpy step costs ~20 us
     xs, ys = xy.T.tolist()
     detected = seen.tolist()
-    scores, none = scores.tolist(), [None] * len(xs)
-    z, visibility = (none if v is None else v.tolist() for v in (z, visibility))
-    keypoints = tuple(map(Keypoint, layout.keypoints, xs, ys, map(truediv, xs, repeat(width)),
-                          map(truediv, ys, repeat(height)), scores, detected, z, visibility))
-    pose = Pose(keypoints=keypoints, score=float(score), box=box_of(xs, ys, detected), layout=layout,
+    none = [None] * len(xs)
+    pose = Pose(keypoints=None, score=float(score), box=box_of(xs, ys, detected), layout=layout,
                 image_size=(width, height))
-    pose._points = (keypoints, xy, seen)
+    pose._arrays = _Arrays(xy, seen, scores.tolist(), detected,
+                           *(none if v is None else v.tolist() for v in (z, visibility)), None)
     return pose
 
 
