@@ -239,6 +239,7 @@ class Pose:
     side: str | None = None
 
     _arrays: _Arrays | None = field(default=None, init=False, repr=False, compare=False)
+    _dict: tuple | None = field(default=None, init=False, repr=False, compare=False)  # `pose_to_dict`'s
 
     def __getitem__(self, name: str) -> Keypoint:
         return self.keypoints[self.layout.index(name)]
@@ -344,7 +345,15 @@ def make_pose(
 
 
 def pose_to_dict(pose: Pose, digits: int = 4) -> dict:
-    """A pose as plain JSON-ready data: keypoints by name, pixels and normalized, not-detected made explicit."""
+    """A pose as plain JSON-ready data: keypoints by name, pixels and normalized, not-detected made explicit.
+
+    Made once per pose while its keypoints, id, label and body stay the same, since every sink sending a frame
+    (MQTT, the WebSocket, files) asks for the same dicts: treat the result as read-only.
+    """
+    state = (digits, pose.track_id, pose.label, pose.label_confidence, pose.person, pose.side)
+    made = pose._dict
+    if made is not None and made[0] is pose.keypoints and made[1] == state:
+        return made[2]
     keypoints = {}
     for k in pose.keypoints:
         entry = {
@@ -373,4 +382,5 @@ def pose_to_dict(pose: Pose, digits: int = 4) -> dict:
         out["label_confidence"] = pose.label_confidence
     if pose.track_id is not None:
         out = {"id": pose.track_id, **out}
+    pose._dict = (pose.keypoints, state, out)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from piposer.sinks.mqtt import MqttSettings
 from piposer.sinks.outbox import Message, Outbox
 from piposer.sinks.payloads import cpu_temperature, encode, percentiles_ms, poses_payload, state_payload
 from piposer.sinks.throttle import Throttle
-from piposer.types import COCO17, Frame, make_pose
+from piposer.types import COCO17, Frame, make_pose, pose_to_dict
 
 IMAGE = np.zeros((480, 640, 3), np.uint8)
 
@@ -41,6 +42,22 @@ def test_poses_payload_fields_and_values():
     assert pose["keypoints"]["nose"] == {"x": 100.0, "y": 50.0, "nx": 0.1562, "ny": 0.1042, "score": 0.1, "detected": False}
     assert pose["keypoints"]["right_ankle"] == {"x": 300.0, "y": 400.0, "nx": 0.4688, "ny": 0.8333, "score": 0.9, "detected": True}
     assert pose["bbox"] == [112.5, 71.9, 300.0, 400.0]  # spans detected keypoints only
+
+
+def test_a_poses_dict_is_made_once_and_follows_its_id_label_and_keypoints():
+    """MQTT, the WebSocket and files all ask for the same frame's dicts: the second asker gets the first's,
+    unless the pose has changed since (an id, a label, new keypoints)."""
+    pose = person()
+    first = pose_to_dict(pose)
+    assert pose_to_dict(pose) is first and "id" not in first
+    pose.track_id = 7
+    assert pose_to_dict(pose)["id"] == 7
+    pose.label, pose.label_confidence = "wave", 0.8
+    assert pose_to_dict(pose)["label"] == "wave"
+    nose = pose.keypoints[0]
+    pose.keypoints = (replace(nose, x=nose.x + 1.0), *pose.keypoints[1:])
+    assert pose_to_dict(pose)["keypoints"]["nose"]["x"] == 101.0
+    assert pose_to_dict(pose, digits=2)["keypoints"]["nose"]["nx"] == 0.16
 
 
 def test_encode_is_compact_and_strict_json():
