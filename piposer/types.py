@@ -178,7 +178,7 @@ class Box(NamedTuple):
 class _Arrays:
     """A pose's keypoints as arrays: (K, 2) pixel positions and (K,) detected flags, what make_pose's
     keypoints are made of besides (per-keypoint lists), and the keypoints tuple the arrays agree with (None
-    while the keypoints are still to be made from them)."""
+    while the keypoints are still to be made from them). Replaced, never changed: shallow copies share it."""
 
     xy: np.ndarray
     seen: np.ndarray
@@ -202,7 +202,7 @@ class _Keypoints:
             xs, ys = a.xy.T.tolist()
             pose._keypoints = tuple(map(Keypoint, pose.layout.keypoints, xs, ys, map(truediv, xs, repeat(width)),
                                         map(truediv, ys, repeat(height)), a.scores, a.detected, a.z, a.visibility))
-            a.of = pose._keypoints
+            pose._arrays = _Arrays(a.xy, a.seen, a.scores, a.detected, a.z, a.visibility, pose._keypoints)
         return pose._keypoints
 
     def __set__(self, pose: Pose, keypoints: tuple[Keypoint, ...] | None) -> None:
@@ -296,7 +296,8 @@ def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:
     made = [i for i, pose in enumerate(poses) if pose._keypoints is not None]
     for pose, moved in zip(poses, xy):
         pose.points()  # hand-given keypoints are read into arrays first
-        pose._arrays.xy = moved
+        a = pose._arrays  # a new one, not changed in place: a shallow copy of the pose may share it
+        pose._arrays = _Arrays(moved, a.seen, a.scores, a.detected, a.z, a.visibility, a.of)
     if not made:
         return
     (width, height), points = poses[0].image_size, xy[made][detected[made]]

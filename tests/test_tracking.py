@@ -267,7 +267,10 @@ def test_a_poses_arrays_agree_with_its_keypoints_after_smoothing_and_replacement
     they hold the smoothed keypoints, and a pose given a new keypoints tuple is read again."""
     person, tracker = pair_poses[0][0], Tracker()
     tracker.update([moved(person, 0)], 0.0)
-    (smoothed,) = tracker.update([moved(person, 30)], 0.04)
+    given = moved(person, 30)
+    kept = copy.copy(given)  # a shallow copy: smoothing the given pose must not move it
+    (smoothed,) = tracker.update([given], 0.04)
+    np.testing.assert_array_equal(kept.xy(), person.xy() + (30, 0))
     xy, seen = smoothed.points()
     np.testing.assert_array_equal(xy, [(k.x, k.y) for k in smoothed.keypoints])
     np.testing.assert_array_equal(seen, [k.detected for k in smoothed.keypoints])
