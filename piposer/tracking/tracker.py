@@ -113,8 +113,8 @@ class Tracker:
 
     def update(self, poses: list[Pose], timestamp: float, *, min_score: float = 0.0,
                smooth: bool = True) -> list[Pose]:
-        """The tracked poses of one frame captured at monotonic `timestamp`, with `track_id` set and
-        keypoints smoothed in place.
+        """The tracked poses of one frame captured at monotonic `timestamp` (the poses given, not copies), with
+        `track_id` set and keypoints smoothed (`move_poses`).
 
         Poses below `min_score` only continue existing tracks; `smooth` False leaves keypoints as they
         are (for estimators that smooth their own). Poses of tentative tracks are not returned.
