@@ -1,5 +1,5 @@
 """The tracker's CPU time per frame, with and without keypoint smoothing, for this checkout and an older revision
-side by side in one process, taking turns frame by frame.
+side by side in one process, each running whole scenes in turn.
 
     python bench/tracker_cost.py [--against REV] [--people 10] [--frames 300]
 

@@ -176,14 +176,13 @@ class Box(NamedTuple):
 
 @dataclass(slots=True)
 class _Arrays:
-    """A pose's keypoints as arrays: (K, 2) pixel positions and (K,) detected flags, what make_pose's
-    keypoints are made of besides (per-keypoint lists), and the keypoints tuple the arrays agree with (None
-    while the keypoints are still to be made from them). Replaced, never changed: shallow copies share it."""
+    """A pose's keypoints as arrays: (K, 2) pixel positions and (K,) detected flags, the rest of what make_pose's
+    keypoints are made of (per-keypoint lists), and the keypoints tuple the arrays agree with (None while the
+    keypoints are still to be made from them). Replaced, never changed: shallow copies share it."""
 
     xy: np.ndarray
     seen: np.ndarray
     scores: list[float] | None
-    detected: list[bool] | None
     z: list[float | None] | None
     visibility: list[float | None] | None
     of: tuple | None
@@ -201,8 +200,8 @@ class _Keypoints:
             a, (width, height) = pose._arrays, pose.image_size
             xs, ys = a.xy.T.tolist()
             pose._keypoints = tuple(map(Keypoint, pose.layout.keypoints, xs, ys, map(truediv, xs, repeat(width)),
-                                        map(truediv, ys, repeat(height)), a.scores, a.detected, a.z, a.visibility))
-            pose._arrays = _Arrays(a.xy, a.seen, a.scores, a.detected, a.z, a.visibility, pose._keypoints)
+                                        map(truediv, ys, repeat(height)), a.scores, a.seen.tolist(), a.z, a.visibility))
+            pose._arrays = _Arrays(a.xy, a.seen, a.scores, a.z, a.visibility, pose._keypoints)
         return pose._keypoints
 
     def __set__(self, pose: Pose, keypoints: tuple[Keypoint, ...] | None) -> None:
@@ -253,7 +252,7 @@ class Pose:
 
             kps = self._keypoints
             xy = np.array([(k.x, k.y) for k in kps], dtype=np.float64).reshape(-1, 2)
-            a = self._arrays = _Arrays(xy, np.array([k.detected for k in kps], dtype=bool), *[None] * 4, kps)
+            a = self._arrays = _Arrays(xy, np.array([k.detected for k in kps], dtype=bool), None, None, None, kps)
         return a.xy, a.seen
 
     def xy(self) -> np.ndarray:
@@ -297,7 +296,7 @@ def move_poses(poses: list[Pose], xy: np.ndarray, detected: np.ndarray) -> None:
     for pose, moved in zip(poses, xy):
         pose.points()  # hand-given keypoints are read into arrays first
         a = pose._arrays  # a new one, not changed in place: a shallow copy of the pose may share it
-        pose._arrays = _Arrays(moved, a.seen, a.scores, a.detected, a.z, a.visibility, a.of)
+        pose._arrays = _Arrays(moved, a.seen, a.scores, a.z, a.visibility, a.of)
     if not made:
         return
     (width, height), points = poses[0].image_size, xy[made][detected[made]]
@@ -340,8 +339,8 @@ def make_pose(
     none = [None] * len(xs)
     pose = Pose(keypoints=None, score=float(score), box=box_of(xs, ys, detected), layout=layout,
                 image_size=(width, height))
-    pose._arrays = _Arrays(xy, seen, scores.tolist(), detected,
-                           *(none if v is None else v.tolist() for v in (z, visibility)), None)
+    z, visibility = (none if v is None else v.tolist() for v in (z, visibility))
+    pose._arrays = _Arrays(xy, seen, scores.tolist(), z, visibility, None)
     return pose
 
 

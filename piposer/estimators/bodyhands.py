@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from ..types import Pose
+from ..types import Pose, keypoint_arrays
 from . import BaseEstimator
 
 # A hand belongs to a body wrist within this many body sizes (the larger of shoulder width and torso length)
@@ -33,10 +33,9 @@ def attach(bodies: list[Pose], hands: list[Pose], reach: float = REACH) -> list[
         return [None] * len(hands)
     layout = bodies[0].layout
     wrists = [layout.index(f"{side}_wrist") for side in SIDES]
-    xy = np.array([[(p.keypoints[i].x, p.keypoints[i].y) for i in wrists] for p in bodies])  # (B, 2, 2)
-    seen = np.array([[p.keypoints[i].detected for i in wrists] for p in bodies])
+    xy, seen = (a[:, wrists] for a in keypoint_arrays(bodies))  # (B, 2, 2), (B, 2)
     size = np.array(body_sizes(Scene(bodies, layout)))
-    hand_xy = np.array([(h["wrist"].x, h["wrist"].y) for h in hands])
+    hand_xy = keypoint_arrays(hands)[0][:, hands[0].layout.index("wrist")]
     d = np.linalg.norm(hand_xy[:, None, None] - xy[None], axis=-1) / size[None, :, None]  # (H, B, 2)
     d = np.where(seen[None] & np.isfinite(d), d, np.inf)
     out: list[tuple[int, str] | None] = [None] * len(hands)

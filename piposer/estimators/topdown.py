@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from ..types import COCO17
+from ..types import COCO17, keypoint_arrays
 from .roi import Roi, roi_from_alignment
 
 # Measured on BlazePose's own results (39 people on the shared photos and room videos): its alignment
@@ -85,9 +85,7 @@ class PoseProposer:
         clock.last += sum(self.estimator.timings.values())  # the proposer's own stages are counted above
         if not poses:
             return []
-        xy = np.stack([p.xy() for p in poses])
-        detected = np.array([[k.detected for k in p.keypoints] for p in poses])
-        centres, points = alignment_points(xy, detected)
+        centres, points = alignment_points(*keypoint_arrays(poses))
         rois = [roi_from_alignment(c, p, self.roi_scale) for c, p in zip(centres, points)]
         return sorted(rois, key=lambda roi: -roi.size)
 
